@@ -1,0 +1,43 @@
+"""A small error hierarchy: every error a user can cause or fix is an `HFAdvisorError`.
+
+The CLI prints `str(error)` as one line and exits with `error.exit_code`, so messages
+must say what went wrong *and* what to do about it, and must never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class HFAdvisorError(Exception):
+    """Base class: a user-facing, one-line, actionable error."""
+
+    exit_code: int = 2
+
+
+class ConfigError(HFAdvisorError):
+    """Bad configuration: flags, YAML file, presets, seed files."""
+
+
+class RunStateError(HFAdvisorError):
+    """The run directory is unusable as given (conflicting config, incompatible version, torn files)."""
+
+
+class EndpointError(HFAdvisorError):
+    """A text-generation endpoint is unreachable or kept failing past the retry budget."""
+
+
+class ModelOutputError(HFAdvisorError):
+    """The model's output could not be used (after validation and fallbacks)."""
+
+
+class MissingDependencyError(HFAdvisorError):
+    """An optional dependency is not installed; the message carries the install command."""
+
+
+def require(module: str, extra: str) -> None:
+    """Fail with a one-line install hint when an optional dependency is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(
+            f"'{module}' is not installed; install it with: pip install 'hfadvisor[{extra}]'"
+        )

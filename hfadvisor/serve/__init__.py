@@ -1,0 +1,1 @@
+"""A local TGI-protocol server over the embedded model (`hfadvisor serve`)."""
