@@ -1,0 +1,176 @@
+"""Run configuration: one pydantic model that the CLI flags and the YAML file both fill.
+
+Fields split in two groups. *Method* fields change what data a run produces (preset,
+prompts, sampling, batch size, ...): they are hashed into `config_hash`, and resuming a run
+with different method fields is refused. *Operational* fields (endpoints, concurrency,
+retries, rounds) may change between sessions of the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hfadvisor.errors import ConfigError
+
+Mode = Literal["advisor", "baseline"]
+Api = Literal["tgi", "chat"]
+PromptStyle = Literal["completion", "instruct"]
+STAGES = ("weakness", "generate", "summarize", "selfinstruct")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Sampling(_Strict):
+    """Sampling parameters sent with every call of one stage."""
+
+    temperature: float = Field(0.9, ge=0.0, le=5.0)
+    top_p: float | None = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(32, ge=1, le=32768)
+    stop: list[str] = Field(default_factory=list)
+
+
+class StageSampling(_Strict):
+    """Per-stage sampling: the paper's values are the defaults."""
+
+    weakness: Sampling = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=32)
+    generate: Sampling = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=512)
+    summarize: Sampling = Sampling(temperature=0.0, top_p=None, max_new_tokens=1024)
+    selfinstruct: Sampling = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=256)
+
+
+class Validation(_Strict):
+    """How generated queries are cleaned and which ones are rejected."""
+
+    min_chars: int = Field(20, ge=0)
+    max_chars: int = Field(1000, ge=1)
+    reject_refusals: bool = True
+    reject_near_duplicates: bool = True
+
+
+class RetryPolicy(_Strict):
+    """Retries for transient endpoint failures (429, 503, timeouts, connection errors)."""
+
+    max_attempts: int = Field(8, ge=1, le=100)
+    initial_backoff: float = Field(0.5, ge=0.0)
+    max_backoff: float = Field(30.0, ge=0.0)
+    give_up_after: float = Field(600.0, gt=0.0, description="seconds spent retrying one call before giving up")
+
+
+class RunConfig(_Strict):
+    # --- method (hashed) ---
+    mode: Mode = "advisor"
+    preset: str = Field("safety", description="built-in preset name or path to a preset YAML file")
+    seed_summary: str | None = Field(None, description="file with one summary line per line (overrides preset)")
+    seed_pool: str | None = Field(None, description="file with one seed query per line (overrides preset)")
+    batch_size: int = Field(12, ge=1, le=1024)
+    examples_per_prompt: int | None = Field(None, ge=0, le=50, description="default 3 (advisor), 5 (baseline)")
+    summary_sees_examples: bool = Field(
+        True, description="summary update sees the new examples (paper) or only the weakness (reference code)"
+    )
+    prompt_style: PromptStyle | None = Field(None, description="default: completion for tgi, instruct for chat")
+    sampling: StageSampling = StageSampling()
+    validation: Validation = Validation()
+    seed: int = Field(0, description="seeds exemplar sampling and per-call generation seeds")
+    # --- operational (not hashed) ---
+    rounds: int = Field(3, ge=1, le=10_000_000, description="total generated rounds (round 0 holds the seeds)")
+    endpoints: list[str] = Field(default_factory=list, description="TGI/OpenAI-compatible base URLs; empty = embedded")
+    api: Api = "tgi"
+    model: str | None = Field(None, description="model name sent to chat endpoints / recorded in rows")
+    chat_template: str | None = Field(
+        None, description="tgi api only: render prompts with this Jinja chat template file ('server' = from /info)"
+    )
+    concurrency: int = Field(16, ge=1, le=4096)
+    timeout: float = Field(120.0, gt=0)
+    retry: RetryPolicy = RetryPolicy()
+
+    @field_validator("endpoints")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"endpoint {url!r} must start with http:// or https://")
+        return [u.rstrip("/") for u in urls]
+
+    # Operational fields never enter the hash: they may differ between sessions of one run.
+    OPERATIONAL: tuple[str, ...] = ("rounds", "endpoints", "api", "model", "concurrency", "timeout", "retry")
+
+    @property
+    def effective_prompt_style(self) -> PromptStyle:
+        if self.prompt_style:
+            return self.prompt_style
+        return "instruct" if self.api == "chat" or self.chat_template else "completion"
+
+    @property
+    def effective_examples_per_prompt(self) -> int:
+        if self.examples_per_prompt is not None:
+            return self.examples_per_prompt
+        return 3 if self.mode == "advisor" else 5
+
+    def method_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude=set(self.OPERATIONAL))
+
+
+def config_hash(method: dict[str, Any]) -> str:
+    """Stable short hash of the method fields plus the resolved preset content."""
+    blob = json.dumps(method, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _one_line(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        known = ", ".join(sorted(RunConfig.model_fields))
+        msg = f"unknown key (known keys: {known})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {loc}: {msg}{more}"
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict (validated later, together with the flags)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}:{where} is not valid YAML: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p} is not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def build_config(*layers: dict[str, Any], source: str = "config") -> RunConfig:
+    """Merge layers (later wins, nested dicts merged) and validate into a RunConfig."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        _deep_merge(merged, layer)
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, source)) from None
+
+
+def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if v is None:
+            continue
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], v)
+        else:
+            into[k] = v

@@ -1,0 +1,384 @@
+"""One client for every text-generation endpoint: TGI's native API or OpenAI-style chat.
+
+Built on `huggingface_hub.AsyncInferenceClient`, which does not retry: this layer adds
+bounded concurrency, balancing over several endpoint URLs (least in-flight first, dead
+endpoints benched for a while), retries with exponential backoff and jitter that honour
+`Retry-After` (tenacity), a give-up limit, and the run's ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx2
+import jinja2.sandbox
+from huggingface_hub import AsyncInferenceClient
+from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
+from tenacity.wait import wait_exponential_jitter
+
+from hfadvisor.config import RetryPolicy, Sampling
+from hfadvisor.errors import ConfigError, EndpointError
+from hfadvisor.llm.ledger import Ledger
+
+RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+BENCH_SECONDS = 5.0  # how long an endpoint that refused connections is avoided
+
+
+@dataclass
+class Completion:
+    text: str
+    completion_tokens: int
+    prompt_tokens: int
+    finish_reason: str | None
+    endpoint: str
+    latency: float
+    attempts: int
+
+
+class TransientError(Exception):
+    """A failed attempt worth retrying; `retry_after` is the server's requested wait, if any."""
+
+    def __init__(self, message: str, kind: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+def display_url(url: str) -> str:
+    """The URL without credentials or query string: safe to log, store and show."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class _WaitRetryAfter:
+    """Wait what the server asked for (capped), else exponential backoff with jitter."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.backoff = wait_exponential_jitter(initial=policy.initial_backoff, max=policy.max_backoff)
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.policy.give_up_after)
+        return float(self.backoff(state))
+
+
+class _Endpoint:
+    def __init__(self, url: str, client: AsyncInferenceClient) -> None:
+        self.url = url
+        self.name = display_url(url)
+        self.client = client
+        self.in_flight = 0
+        self.benched_until = 0.0
+
+
+class ChatTemplate:
+    """Renders chat messages with a model's Jinja chat template (HF conventions), client side."""
+
+    def __init__(self, source: str, bos_token: str = "", eos_token: str = "") -> None:
+        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = _raise_template_error
+        try:
+            self.template = env.from_string(source)
+        except jinja2.TemplateSyntaxError as e:
+            raise ConfigError(f"chat template: syntax error line {e.lineno}: {e.message}") from None
+        self.bos_token, self.eos_token = bos_token, eos_token
+
+    def render(self, prompt: str) -> str:
+        return self.template.render(
+            messages=[{"role": "user", "content": prompt}],
+            add_generation_prompt=True,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+        )
+
+
+def _raise_template_error(message: str) -> None:
+    raise ConfigError(f"chat template: {message}")
+
+
+class LLMClient:
+    """Sends prompts to one or more endpoints; one instance per run (it owns the ledger)."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        api: str = "tgi",
+        model: str | None = None,
+        token: str | None = None,
+        concurrency: int = 16,
+        timeout: float = 120.0,
+        retry: RetryPolicy | None = None,
+        ledger: Ledger | None = None,
+        chat_template: ChatTemplate | None = None,
+    ) -> None:
+        if not endpoints:
+            raise ConfigError("no endpoint given: pass --endpoint URL (or omit it to use the embedded model)")
+        self.api = api
+        self.model = model
+        self.retry = retry or RetryPolicy()
+        self.ledger = ledger or Ledger()
+        self.chat_template = chat_template
+        self.timeout = timeout
+        self._sem = asyncio.Semaphore(concurrency)
+        self._endpoints = [
+            _Endpoint(url, AsyncInferenceClient(base_url=self._base(url), token=token, timeout=timeout))
+            for url in endpoints
+        ]
+        self._rr = 0
+
+    def _base(self, url: str) -> str:
+        url = url.rstrip("/")
+        if self.api == "chat" and url.endswith("/v1"):
+            url = url[: -len("/v1")]
+        return url
+
+    @property
+    def endpoint_names(self) -> list[str]:
+        return [e.name for e in self._endpoints]
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for ep in self._endpoints:
+            await ep.client.close()
+
+    # ------------------------------------------------------------------ discovery
+    async def info(self) -> dict[str, Any]:
+        """Ask the first reachable endpoint what it serves (TGI `/info`, else `/v1/models`)."""
+        last: Exception | None = None
+        for ep in self._endpoints:
+            try:
+                async with httpx2.AsyncClient(timeout=min(self.timeout, 30.0)) as http:
+                    resp = await http.get(f"{ep.url}/info")
+                    if resp.status_code == 200:
+                        return dict(resp.json())
+                    resp = await http.get(f"{ep.url}/v1/models")
+                    if resp.status_code == 200:
+                        data = resp.json().get("data") or [{}]
+                        return {"model_id": data[0].get("id")}
+                    last = EndpointError(f"endpoint {ep.name} answered HTTP {resp.status_code} to /info")
+            except (httpx2.HTTPError, ValueError) as e:
+                last = e
+        if isinstance(last, EndpointError):
+            raise last
+        raise EndpointError(
+            f"cannot reach {', '.join(self.endpoint_names)} ({type(last).__name__}): check the URL and that the "
+            "server is running"
+        )
+
+    # ------------------------------------------------------------------ calls
+    def _pick(self) -> _Endpoint:
+        now = time.monotonic()
+        healthy = [e for e in self._endpoints if e.benched_until <= now] or sorted(
+            self._endpoints, key=lambda e: e.benched_until
+        )[:1]
+        self._rr += 1
+        return min(healthy, key=lambda e: (e.in_flight, (self._endpoints.index(e) + self._rr) % len(self._endpoints)))
+
+    async def complete(
+        self, prompt: str, sampling: Sampling, *, stage: str, seed: int | None = None, stop: list[str] | None = None
+    ) -> Completion:
+        """One generation, retried on transient failures; raises EndpointError when giving up."""
+        stops = list(dict.fromkeys([*sampling.stop, *(stop or [])]))
+        attempts = 0
+        started = time.monotonic()
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=_WaitRetryAfter(self.retry),
+            stop=stop_after_attempt(self.retry.max_attempts) | stop_after_delay(self.retry.give_up_after),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    return await self._attempt(prompt, sampling, stops, stage, seed, attempts)
+        except TransientError as e:
+            self.ledger.failures += 1
+            elapsed = time.monotonic() - started
+            raise EndpointError(
+                f"{stage} call failed after {attempts} attempts in {elapsed:.0f}s ({e}); the run stopped cleanly "
+                "and resumes from the last complete round"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.ledger.retries += 1
+        if state.next_action is not None:
+            self.ledger.backoff_total += state.next_action.sleep
+
+    async def _attempt(
+        self, prompt: str, sampling: Sampling, stops: list[str], stage: str, seed: int | None, attempt: int
+    ) -> Completion:
+        ep = self._pick()
+        greedy = sampling.temperature == 0.0
+        top_p = sampling.top_p if sampling.top_p is not None and sampling.top_p < 1.0 and not greedy else None
+        async with self._sem:
+            ep.in_flight += 1
+            self.ledger.attempts += 1
+            t0 = time.monotonic()
+            try:
+                if self.api == "chat":
+                    text, ptok, ctok, finish = await self._chat(ep, prompt, sampling, stops, top_p, seed, greedy)
+                else:
+                    text, ptok, ctok, finish = await self._tgi(ep, prompt, sampling, stops, top_p, seed, greedy)
+            except Exception as e:
+                raise self._classify(e, ep) from None
+            finally:
+                ep.in_flight -= 1
+        latency = time.monotonic() - t0
+        self.ledger.record_success(stage, ep.name, latency, ptok, ctok)
+        return Completion(text, ctok, ptok, finish, ep.name, latency, attempt)
+
+    async def _tgi(
+        self, ep: _Endpoint, prompt: str, s: Sampling, stops: list[str], top_p: float | None, seed: int | None,
+        greedy: bool,
+    ) -> tuple[str, int, int, str | None]:  # fmt: skip
+        if self.chat_template is not None:
+            prompt = self.chat_template.render(prompt)
+        out = await ep.client.text_generation(
+            prompt,
+            max_new_tokens=s.max_new_tokens,
+            do_sample=not greedy,
+            temperature=None if greedy else s.temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=stops or None,
+            details=True,
+        )
+        details = getattr(out, "details", None)
+        text = getattr(out, "generated_text", None)
+        if not isinstance(text, str):
+            raise ValueError("answer has no generated_text")
+        ctok = int(getattr(details, "generated_tokens", 0) or 0)
+        finish = str(getattr(details, "finish_reason", "") or "") or None
+        return _strip_stops(text, stops), 0, ctok, finish
+
+    async def _chat(
+        self, ep: _Endpoint, prompt: str, s: Sampling, stops: list[str], top_p: float | None, seed: int | None,
+        greedy: bool,
+    ) -> tuple[str, int, int, str | None]:  # fmt: skip
+        out = await ep.client.chat_completion(
+            messages=[{"role": "user", "content": prompt}],
+            model=self.model or "tgi",
+            max_tokens=s.max_new_tokens,
+            temperature=0.0 if greedy else s.temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=stops or None,
+        )
+        if not out.choices:
+            raise ValueError("answer has no choices")
+        text = out.choices[0].message.content
+        if not isinstance(text, str):
+            raise ValueError("answer has no message content")
+        usage = out.usage
+        ptok = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
+        ctok = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
+        return _strip_stops(text, stops), ptok, ctok, out.choices[0].finish_reason
+
+    def _classify(self, exc: Exception, ep: _Endpoint) -> Exception:
+        """Turn a client exception into TransientError (retry) or EndpointError (stop now)."""
+        http = exc if isinstance(exc, HfHubHTTPError) else exc.__cause__
+        if isinstance(exc, InferenceTimeoutError | httpx2.TimeoutException):
+            self.ledger.timeouts += 1
+            return TransientError(f"timeout from {ep.name}", "timeout")
+        if isinstance(exc, httpx2.TransportError):
+            self.ledger.connection_errors += 1
+            if isinstance(exc, httpx2.ConnectError):
+                ep.benched_until = time.monotonic() + BENCH_SECONDS
+            return TransientError(f"connection error from {ep.name}: {type(exc).__name__}", "connection")
+        if isinstance(http, HfHubHTTPError) and http.response is not None:
+            status = http.response.status_code
+            retry_after = parse_retry_after(http.response.headers.get("Retry-After"))
+            if status in RETRYABLE_STATUS:
+                if status in (429, 503):
+                    self.ledger.rate_limited += 1
+                return TransientError(f"HTTP {status} from {ep.name}", f"http_{status}", retry_after)
+            hint = {
+                401: "the token was rejected: set HF_TOKEN or run `hf auth login`",
+                403: "the token has no access to this endpoint",
+                404: "wrong URL, or wrong --api (tgi posts to /, chat to /v1/chat/completions)",
+                422: "the server refused the parameters",
+            }.get(status, "the server refused the request")
+            detail = _error_detail(http)
+            self.ledger.failures += 1
+            return EndpointError(f"endpoint {ep.name} answered HTTP {status}: {hint}{detail}")
+        if isinstance(exc, TextGenerationError):
+            self.ledger.rate_limited += 1
+            return TransientError(f"{type(exc).__name__} from {ep.name}", "generation")
+        if isinstance(exc, ValueError | KeyError | TypeError | UnicodeDecodeError | json.JSONDecodeError):
+            self.ledger.malformed += 1
+            return TransientError(f"malformed answer from {ep.name}: {str(exc)[:80]}", "malformed")
+        if isinstance(exc, EndpointError):
+            return exc
+        self.ledger.failures += 1
+        return EndpointError(f"unexpected error from {ep.name}: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _error_detail(http: HfHubHTTPError) -> str:
+    try:
+        body = http.response.json()
+        msg = body.get("error") or body.get("message") or ""
+    except Exception:
+        msg = ""
+    msg = " ".join(str(msg).split())[:200]
+    return f" ({msg})" if msg else ""
+
+
+def _strip_stops(text: str, stops: list[str]) -> str:
+    """TGI includes the matched stop sequence in the text; OpenAI servers do not."""
+    for s in stops:
+        if s and text.endswith(s):
+            return text[: -len(s)]
+    return text
+
+
+def load_chat_template(spec: str, server_info: dict[str, Any]) -> ChatTemplate:
+    """`spec` is a Jinja file, or 'server' to use the template the server reports in /info."""
+    if spec == "server":
+        source = server_info.get("chat_template")
+        if not source:
+            raise ConfigError(
+                "the server's /info has no chat_template: pass --chat-template FILE (the model's Jinja template) "
+                "or use --api chat"
+            )
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"chat template file {path} not found")
+        source = path.read_text(encoding="utf-8")
+    return ChatTemplate(source, server_info.get("bos_token") or "", server_info.get("eos_token") or "")

@@ -1,0 +1,87 @@
+"""The ledger: what a run asked of its endpoints (requests, retries, failures, tokens, latency).
+
+Kept per run and per round (a round's ledger is the difference of two snapshots), saved
+with the run so cost and reliability are visible after the fact.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class StageCounts(BaseModel):
+    requests: int = 0
+    completion_tokens: int = 0
+
+
+class Ledger(BaseModel):
+    requests: int = Field(0, description="successful calls")
+    attempts: int = Field(0, description="HTTP calls made, retries included")
+    retries: int = 0
+    failures: int = Field(0, description="calls given up after the retry budget")
+    rate_limited: int = Field(0, description="429/503/overloaded answers seen")
+    timeouts: int = 0
+    connection_errors: int = 0
+    malformed: int = Field(0, description="answers that were not valid protocol JSON")
+    prompt_tokens: int = Field(0, description="as reported by the server (chat usage); 0 when not reported")
+    completion_tokens: int = 0
+    latency_total: float = Field(0.0, description="seconds, successful calls")
+    latency_max: float = 0.0
+    backoff_total: float = Field(0.0, description="seconds slept between retries")
+    by_stage: dict[str, StageCounts] = Field(default_factory=dict)
+    by_endpoint: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def latency_mean(self) -> float:
+        return self.latency_total / self.requests if self.requests else 0.0
+
+    def record_success(
+        self, stage: str, endpoint: str, latency: float, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        self.requests += 1
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.latency_total += latency
+        self.latency_max = max(self.latency_max, latency)
+        st = self.by_stage.setdefault(stage, StageCounts())
+        st.requests += 1
+        st.completion_tokens += completion_tokens
+        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
+
+    def snapshot(self) -> Ledger:
+        return self.model_copy(deep=True)
+
+    def minus(self, before: Ledger) -> Ledger:
+        """The calls made since `before` (a snapshot of this ledger)."""
+        out = self.snapshot()
+        for name in (
+            "requests", "attempts", "retries", "failures", "rate_limited", "timeouts",
+            "connection_errors", "malformed", "prompt_tokens", "completion_tokens",
+            "latency_total", "backoff_total",
+        ):  # fmt: skip
+            setattr(out, name, getattr(self, name) - getattr(before, name))
+        for stage, counts in out.by_stage.items():
+            prev = before.by_stage.get(stage, StageCounts())
+            counts.requests -= prev.requests
+            counts.completion_tokens -= prev.completion_tokens
+        out.by_stage = {k: v for k, v in out.by_stage.items() if v.requests}
+        out.by_endpoint = {k: v - before.by_endpoint.get(k, 0) for k, v in out.by_endpoint.items()}
+        out.by_endpoint = {k: v for k, v in out.by_endpoint.items() if v}
+        return out
+
+    def plus(self, other: Ledger) -> Ledger:
+        out = self.snapshot()
+        for name in (
+            "requests", "attempts", "retries", "failures", "rate_limited", "timeouts",
+            "connection_errors", "malformed", "prompt_tokens", "completion_tokens",
+            "latency_total", "backoff_total",
+        ):  # fmt: skip
+            setattr(out, name, getattr(self, name) + getattr(other, name))
+        out.latency_max = max(self.latency_max, other.latency_max)
+        for stage, counts in other.by_stage.items():
+            st = out.by_stage.setdefault(stage, StageCounts())
+            st.requests += counts.requests
+            st.completion_tokens += counts.completion_tokens
+        for k, v in other.by_endpoint.items():
+            out.by_endpoint[k] = out.by_endpoint.get(k, 0) + v
+        return out
