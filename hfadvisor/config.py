@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -87,6 +87,7 @@ class RunConfig(_Strict):
     chat_template: str | None = Field(
         None, description="tgi api only: render prompts with this Jinja chat template file ('server' = from /info)"
     )
+    card_template: str | None = Field(None, description="Jinja dataset-card template file (default: built-in)")
     concurrency: int = Field(16, ge=1, le=4096)
     timeout: float = Field(120.0, gt=0)
     retry: RetryPolicy = RetryPolicy()
@@ -100,7 +101,17 @@ class RunConfig(_Strict):
         return [u.rstrip("/") for u in urls]
 
     # Operational fields never enter the hash: they may differ between sessions of one run.
-    OPERATIONAL: tuple[str, ...] = ("rounds", "endpoints", "api", "model", "concurrency", "timeout", "retry")
+    OPERATIONAL: ClassVar[tuple[str, ...]] = (
+        "rounds",
+        "endpoints",
+        "api",
+        "model",
+        "chat_template",
+        "card_template",
+        "concurrency",
+        "timeout",
+        "retry",
+    )
 
     @property
     def effective_prompt_style(self) -> PromptStyle:

@@ -1,0 +1,222 @@
+"""The Python API under the CLI: plan a run (validate everything, write nothing), then execute it.
+
+import hfadvisor
+hfadvisor.run("runs/safety", rounds=20, endpoints=["http://my-tgi:8080"])
+ds = hfadvisor.load_run("runs/safety", round=7)   # rows of rounds 0..7
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from hfadvisor import __version__, card
+from hfadvisor.config import RunConfig, build_config, config_hash, load_config_file
+from hfadvisor.errors import RunStateError
+from hfadvisor.llm import LLMClient, load_chat_template
+from hfadvisor.loop import Observer, Runner, now
+from hfadvisor.presets import Preset, load_preset
+from hfadvisor.records import ROW_FEATURES, PoolEntry, Revision, RunInfo
+from hfadvisor.store import RevisionIndex, RunStore
+
+
+@dataclass
+class Plan:
+    """A validated run, not yet started: `store` is None until the run directory is created."""
+
+    output: Path
+    config: RunConfig
+    preset: Preset
+    info: RunInfo
+    store: RunStore | None
+
+    @property
+    def card_template(self) -> Path | None:
+        return Path(self.config.card_template) if self.config.card_template else None
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_diff(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} → {b!r}")
+    return out
+
+
+def _concretize(config: RunConfig) -> RunConfig:
+    """Fix derived defaults (prompt style, examples per prompt) so the stored method is explicit."""
+    return config.model_copy(
+        update={
+            "prompt_style": config.effective_prompt_style,
+            "examples_per_prompt": config.effective_examples_per_prompt,
+        }
+    )
+
+
+def plan_run(
+    output: str | Path, *, mode: str = "advisor", config_file: str | Path | None = None, **overrides: Any
+) -> Plan:
+    """Resolve flags + YAML (+ the stored run when resuming) and validate everything; writes nothing."""
+    out = Path(output)
+    file_layer = load_config_file(config_file) if config_file else {}
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    if RunStore.exists(out):
+        store = RunStore.open(out)
+        info = store.info
+        if info.mode != mode:
+            cmd = "run" if info.mode == "advisor" else "baseline"
+            raise RunStateError(f"{out} is a {info.mode} run: continue it with `hfadvisor {cmd} {out}`")
+        config = build_config(info.method, file_layer, flags, {"mode": mode}, source=str(config_file or "flags"))
+        config = _concretize(config)
+        changed = _diff(info.method, config.method_dict())
+        if changed:
+            raise RunStateError(
+                f"{out} was made with a different configuration ({'; '.join(changed[:3])}): "
+                "drop those options to resume it, or start a new --output directory"
+            )
+        preset = Preset.model_validate(info.preset)
+        return Plan(out, config, preset, info, store)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunStateError(f"{out} exists and is not an hfadvisor run: choose an empty or new --output directory")
+    config = _concretize(build_config(file_layer, flags, {"mode": mode}, source=str(config_file or "flags")))
+    preset = load_preset(config.preset, config.seed_summary, config.seed_pool)
+    method = config.method_dict()
+    preset_data = preset.model_dump(mode="json")
+    info = RunInfo(
+        run_id=uuid.uuid4().hex,
+        created_at=now(),
+        hfadvisor_version=__version__,
+        mode=mode,
+        config_hash=config_hash({"method": method, "preset": preset_data}),
+        method=method,
+        preset=preset_data,
+    )
+    plan = Plan(out, config, preset, info, None)
+    _seed_round(plan, dry_run=True)  # renders the card: a broken template fails here, before any write
+    return plan
+
+
+def _seed_round(plan: Plan, *, dry_run: bool = False) -> RunStore | None:
+    """Round 0: the seed pool as rows, the seed summary as the starting summary."""
+    info, preset = plan.info, plan.preset
+    prefix = info.run_id[:8]
+    rows = [
+        {
+            "id": f"{prefix}-00000-{i:03d}",
+            "round": 0,
+            "slot": i,
+            "prompt": ex.prompt,
+            "weakness": ex.category,
+            "source": "seed",
+            "model": "seed",
+            "exemplar_ids": [],
+        }
+        for i, ex in enumerate(preset.seed)
+    ]
+    pool = [PoolEntry(id=r["id"], prompt=r["prompt"], category=r["weakness"]) for r in rows]
+    ts = now()
+    rev = Revision(
+        round=0,
+        mode=info.mode,
+        shard="data/round-00000.parquet",
+        rows=len(rows),
+        sha256="",
+        rejects_shard="rejects/round-00000.parquet",
+        rejects=0,
+        rejects_sha256="",
+        card="cards/round-00000.md",
+        summary_before=[],
+        summary_after=preset.seed_summary if info.mode == "advisor" else [],
+        summary_source="seed",
+        pool_added=pool,
+        pool_size=len(pool),
+        config_hash=info.config_hash,
+        model="seed",
+        started_at=ts,
+        finished_at=ts,
+    )
+    text = card.render(
+        info,
+        rev,
+        [RevisionIndex.of(rev)],
+        rounds_planned=plan.config.rounds,
+        ledger_total=rev.ledger,
+        template=plan.card_template,
+    )
+    if dry_run:
+        return None
+    store = RunStore.create(plan.output, info)
+    store.commit_round(rev, rows, [], text)
+    return store
+
+
+@contextlib.contextmanager
+def _endpoints(config: RunConfig) -> Iterator[tuple[list[str], bool]]:
+    if config.endpoints:
+        yield config.endpoints, False
+        return
+    from hfadvisor.serve.process import embedded_endpoint
+
+    with embedded_endpoint() as url:
+        yield [url], True
+
+
+async def execute(plan: Plan, observer: Observer | None = None) -> RunStore:
+    """Connect to the endpoints, create the run directory if new, and run the remaining rounds."""
+    from huggingface_hub import get_token
+
+    config = plan.config
+    with _endpoints(config) as (urls, embedded):
+        token = None if embedded else get_token()
+        async with LLMClient(
+            urls,
+            api=config.api,
+            model=config.model,
+            token=token,
+            concurrency=config.concurrency,
+            timeout=config.timeout,
+            retry=config.retry,
+        ) as client:
+            info = await client.info()  # fails fast, before anything is written, if unreachable
+            if config.chat_template and config.api == "tgi":
+                client.chat_template = load_chat_template(config.chat_template, info)
+            model = config.model or str(info.get("model_id") or client.endpoint_names[0])
+            store = plan.store or _seed_round(plan)
+            assert store is not None
+            plan.store = store
+            runner = Runner(store, config, plan.preset, client, model, observer, plan.card_template)
+            attach = getattr(observer, "attach", None)
+            if attach:
+                attach(client.ledger, sum(i.rows for i in store.index), store.rounds_done)
+            await runner.run()
+            return store
+
+
+def run(
+    output: str | Path,
+    *,
+    mode: str = "advisor",
+    config_file: str | Path | None = None,
+    observer: Observer | None = None,
+    **overrides: Any,
+) -> RunStore:
+    """Start or resume a run in `output` (blocking). Keyword overrides are RunConfig fields."""
+    plan = plan_run(output, mode=mode, config_file=config_file, **overrides)
+    return asyncio.run(execute(plan, observer))
+
+
+def load_run(path: str | Path, round: int | None = None) -> datasets.Dataset:
+    """The rows of rounds 0..`round` (default: all complete rounds) as a `datasets.Dataset`."""
+    store = RunStore.open(path, repair=False)
+    table = store.table(round)
+    return datasets.Dataset(datasets.table.InMemoryTable(table), info=datasets.DatasetInfo(features=ROW_FEATURES))

@@ -1,0 +1,134 @@
+"""Dataset cards, rendered from the templates in `dataset_cards/` with huggingface_hub.
+
+Everything that came from a model (weakness, summary lines) is escaped before it reaches
+Markdown, so generated text cannot inject HTML, links or table breaks into the card.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from hfadvisor.errors import ConfigError
+from hfadvisor.records import Revision, RunInfo
+from hfadvisor.store import RevisionIndex
+
+HISTORY_ROWS = 50
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!])")
+
+
+def default_template() -> Path:
+    """The packaged template (wheel) or the repository's `dataset_cards/` (source checkout)."""
+    packaged = resources.files("hfadvisor").joinpath("_dataset_cards/run_card.md")
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "dataset_cards" / "run_card.md"
+
+
+def md(text: str | None) -> str:
+    """Escape model text for a Markdown table cell or list item."""
+    if text is None:
+        return "—"
+    text = " ".join(text.split())
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def size_category(n: int) -> str:
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def card_data(info: RunInfo, rows_total: int) -> DatasetCardData:
+    preset = info.preset
+    return DatasetCardData(
+        license=preset.get("license", "apache-2.0"),
+        task_categories=preset.get("task_categories", ["text-generation"]),
+        language=["en"],
+        tags=[*preset.get("tags", []), "hfadvisor", info.mode],
+        size_categories=[size_category(rows_total)],
+        pretty_name=f"hfadvisor {preset.get('name', '')} {info.mode} run",
+        configs=[
+            {"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}], "default": True},
+            {"config_name": "rejects", "data_files": [{"split": "train", "path": "rejects/*.parquet"}]},
+        ],
+    )
+
+
+def render(
+    info: RunInfo,
+    rev: Revision,
+    index: list[RevisionIndex],
+    *,
+    rounds_planned: int,
+    ledger_total: Any,
+    tag: str | None = None,
+    repo_id: str | None = None,
+    template: Path | None = None,
+) -> str:
+    """The card for round `rev.round`, given the light index of every round up to it."""
+    rows_total = sum(i.rows for i in index)
+    rejects_total = sum(i.rejects for i in index)
+    history = index[-HISTORY_ROWS:]
+    preset = info.preset
+    baseline = info.mode == "baseline"
+    method_text = (
+        "each round writes new queries from random pool examples, and every accepted query joins the pool (Self-Instruct baseline)."
+        if baseline
+        else "each round summarizes what the data covers, asks a model what is missing (the weakness), "
+        "and generates a batch of queries aimed at that weakness (Data Advisor, Wang et al., EMNLP 2024)."
+    )
+    kwargs = {
+        "title": f"{preset.get('name', 'hfadvisor').capitalize()} dataset — {info.mode} run {info.run_id[:8]}",
+        "harmful": bool(preset.get("harmful", True)),
+        "description": " ".join(str(preset.get("description", "")).split()),
+        "method_name": "Self-Instruct baseline" if baseline else "Data Advisor",
+        "method_text": method_text,
+        "run_id": info.run_id,
+        "round": rev.round,
+        "rounds_planned": rounds_planned,
+        "tag": tag,
+        "weakness": md(rev.weakness),
+        "rows_round": rev.rows,
+        "rows_total": rows_total,
+        "rejects_round": rev.rejects,
+        "rejects_total": rejects_total,
+        "reject_reasons": ", ".join(f"{k}: {v}" for k, v in sorted(rev.reject_reasons.items())),
+        "summary_source": rev.summary_source,
+        "summary_note": md(rev.summary_note) if rev.summary_note else "",
+        "model": md(rev.model),
+        "ledger": ledger_total,
+        "summary": [md(line) for line in rev.summary_after],
+        "history": [
+            {
+                "round": h.round,
+                "weakness": md(h.weakness),
+                "rows": h.rows,
+                "rejects": h.rejects,
+                "summary_source": h.summary_source,
+            }
+            for h in history
+        ],
+        "history_truncated": len(index) > len(history),
+        "repo_id": repo_id,
+        "repo_hint": repo_id or "path/to/run",
+        "config_hash": info.config_hash,
+        "config_yaml": yaml.safe_dump(info.method, sort_keys=True, allow_unicode=True).strip().replace("```", "'''"),
+    }
+    path = template or default_template()
+    try:
+        card = DatasetCard.from_template(card_data(info, rows_total), template_path=str(path), **kwargs)
+    except jinja2.TemplateError as e:
+        line = getattr(e, "lineno", None)
+        raise ConfigError(f"card template {path}{f' line {line}' if line else ''}: {e.message or e}") from None
+    except OSError as e:
+        raise ConfigError(f"card template {path}: {e.strerror or e}") from None
+    return str(card)

@@ -1,0 +1,301 @@
+"""The round executor: Data Advisor rounds (weakness → generate → summarize) and Self-Instruct rounds.
+
+Stages within a round depend on each other; the batch of generations does not, so it runs
+concurrently. Nothing is written until a round is complete; the store then commits it
+atomically, so an interrupted round simply never happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from hfadvisor import card
+from hfadvisor.config import RunConfig
+from hfadvisor.errors import ModelOutputError
+from hfadvisor.llm import Ledger, LLMClient
+from hfadvisor.presets import Preset
+from hfadvisor.records import PoolEntry, Revision, Timings
+from hfadvisor.stages import generate, selfinstruct, summarize, weakness
+from hfadvisor.stages.text import normalize, strip_control
+from hfadvisor.stages.validate import Validator
+from hfadvisor.store import RunStore
+
+WEAKNESS_ATTEMPTS = 3
+RAW_LIMIT = 4000
+
+
+class Observer(Protocol):
+    def round_started(self, r: int, total: int) -> None: ...
+    def stage(self, name: str) -> None: ...
+    def round_done(self, rev: Revision, rows_total: int) -> None: ...
+
+
+class _Silent:
+    def round_started(self, r: int, total: int) -> None:
+        pass
+
+    def stage(self, name: str) -> None:
+        pass
+
+    def round_done(self, rev: Revision, rows_total: int) -> None:
+        pass
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def call_seed(base: int, *parts: object) -> int:
+    """A per-call generation seed that is the same when a round is re-run after a crash."""
+    digest = hashlib.blake2b(f"{base}|{'|'.join(map(str, parts))}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
+class Runner:
+    """Runs the rounds of one run against one LLM client and appends them to the store."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        config: RunConfig,
+        preset: Preset,
+        client: LLMClient,
+        model: str,
+        observer: Observer | None = None,
+        card_template: Any = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.preset = preset
+        self.client = client
+        self.model = model
+        self.observer = observer or _Silent()
+        self.card_template = card_template
+        self.style = config.effective_prompt_style
+        self.k = config.effective_examples_per_prompt
+        self.run_prefix = store.info.run_id[:8]
+        last = store.last
+        assert last is not None, "a run always has round 0"
+        self.summary = list(last.summary_after)
+        self.pool = store.pool()
+        self.validator = Validator(config.validation, preset.refusal_regex())
+        for text in store.iter_prompts():
+            self.validator.remember(text)
+        self.ledger_total = Ledger()
+        for rev in store.revisions():
+            self.ledger_total = self.ledger_total.plus(rev.ledger)
+
+    async def run(self) -> None:
+        while self.store.rounds_done <= self.config.rounds:
+            r = self.store.rounds_done
+            self.observer.round_started(r, self.config.rounds)
+            rev = await (self.advisor_round(r) if self.config.mode == "advisor" else self.baseline_round(r))
+            rows_total = sum(i.rows for i in self.store.index)
+            self.observer.round_done(rev, rows_total)
+
+    # ------------------------------------------------------------------ stages
+    def _examples(self, r: int, slot: int) -> list[PoolEntry]:
+        rng = random.Random(call_seed(self.config.seed, "examples", r, slot))
+        return rng.sample(self.pool, min(self.k, len(self.pool)))
+
+    async def _weakness(self, r: int) -> tuple[str, int, str]:
+        prompt = weakness.build_prompt(self.preset, self.style, self.summary)
+        stop = self.preset.stops(self.style, "weakness")
+        candidate = ""
+        for attempt in range(1, WEAKNESS_ATTEMPTS + 1):
+            out = await self.client.complete(
+                prompt,
+                self.config.sampling.weakness,
+                stage="weakness",
+                seed=call_seed(self.config.seed, "weakness", r, attempt),
+                stop=stop,
+            )
+            parsed = weakness.parse(out.text, self.preset)
+            if parsed:
+                candidate = parsed
+                covered = {normalize(line) for line in self.summary}
+                if normalize(parsed) not in covered:
+                    return parsed, attempt, prompt
+        if not candidate:
+            raise ModelOutputError(
+                f"round {r}: the model gave no usable weakness in {WEAKNESS_ATTEMPTS} attempts; check the endpoint's "
+                "model and --prompt-style, then rerun to resume"
+            )
+        return candidate, WEAKNESS_ATTEMPTS, prompt
+
+    async def _batch(self, r: int, stage: str, weakness_text: str | None) -> list[tuple[int, list[PoolEntry], str]]:
+        sampling = self.config.sampling.generate if stage == "generate" else self.config.sampling.selfinstruct
+        stop = self.preset.stops(self.style, stage)
+
+        async def one(slot: int) -> tuple[int, list[PoolEntry], str]:
+            examples = self._examples(r, slot)
+            shots = [e.example() for e in examples]
+            if stage == "generate":
+                prompt = generate.build_prompt(self.preset, self.style, shots, weakness_text or "")
+            else:
+                prompt = selfinstruct.build_prompt(self.preset, self.style, shots)
+            out = await self.client.complete(
+                prompt, sampling, stage=stage, seed=call_seed(self.config.seed, stage, r, slot), stop=stop
+            )
+            return slot, examples, out.text
+
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(one(slot)) for slot in range(self.config.batch_size)]
+        return [t.result() for t in tasks]
+
+    def _validate(
+        self, r: int, stage: str, results: list[tuple[int, list[PoolEntry], str]], weakness_text: str | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        rows, rejects = [], []
+        source = "advisor" if stage == "generate" else "baseline"
+        for slot, examples, raw in results:
+            row_id = f"{self.run_prefix}-{r:05d}-{slot:03d}"
+            text = generate.parse(raw)
+            reason = self.validator.check(text)
+            if reason:
+                rejects.append(
+                    {
+                        "id": row_id,
+                        "round": r,
+                        "slot": slot,
+                        "stage": stage,
+                        "reason": reason,
+                        "text": text[:RAW_LIMIT],
+                        "raw": strip_control(raw)[:RAW_LIMIT],
+                        "weakness": weakness_text,
+                        "model": self.model,
+                    }
+                )
+                continue
+            rows.append(
+                {
+                    "id": row_id,
+                    "round": r,
+                    "slot": slot,
+                    "prompt": text,
+                    "weakness": weakness_text,
+                    "source": source,
+                    "model": self.model,
+                    "exemplar_ids": [e.id for e in examples],
+                }
+            )
+        return rows, rejects
+
+    # ------------------------------------------------------------------ rounds
+    async def advisor_round(self, r: int) -> Revision:
+        started, t0 = now(), time.monotonic()
+        before = self.client.ledger.snapshot()
+        timings = Timings()
+
+        self.observer.stage("weakness")
+        weak, attempts, weakness_prompt = await self._weakness(r)
+        timings.weakness = time.monotonic() - t0
+
+        self.observer.stage("generate")
+        t1 = time.monotonic()
+        results = await self._batch(r, "generate", weak)
+        rows, rejects = self._validate(r, "generate", results, weak)
+        timings.generate = time.monotonic() - t1
+
+        self.observer.stage("summarize")
+        t2 = time.monotonic()
+        new_examples = [row["prompt"] for row in rows] if self.config.summary_sees_examples else None
+        prompt = summarize.build_prompt(self.preset, self.style, self.summary, weak, new_examples)
+        out = await self.client.complete(
+            prompt,
+            self.config.sampling.summarize,
+            stage="summarize",
+            seed=call_seed(self.config.seed, "summarize", r),
+            stop=self.preset.stops(self.style, "summarize"),
+        )
+        mode = self.preset.prompt_set(self.style).summary_output
+        update = summarize.parse(out.text, self.summary, weak, mode)
+        timings.summarize = time.monotonic() - t2
+
+        added = [PoolEntry(id=rows[0]["id"], prompt=rows[0]["prompt"], category=weak)] if rows else []
+        rev = self._revision(r, started, t0, before, timings, rows, rejects, weak, added)
+        rev.weakness_attempts = attempts
+        rev.weakness_prompt = weakness_prompt
+        rev.summary_sees_examples = self.config.summary_sees_examples
+        rev.summary_after = update.summary
+        rev.summary_source = update.source
+        rev.summary_note = update.note
+        rev = self._commit(rev, rows, rejects)
+        self.summary = update.summary
+        self.pool.extend(added)
+        return rev
+
+    async def baseline_round(self, r: int) -> Revision:
+        started, t0 = now(), time.monotonic()
+        before = self.client.ledger.snapshot()
+        timings = Timings()
+        self.observer.stage("selfinstruct")
+        results = await self._batch(r, "selfinstruct", None)
+        rows, rejects = self._validate(r, "selfinstruct", results, None)
+        timings.generate = time.monotonic() - t0
+        added = [PoolEntry(id=row["id"], prompt=row["prompt"], category=None) for row in rows]
+        rev = self._revision(r, started, t0, before, timings, rows, rejects, None, added)
+        rev.summary_source = "unchanged"
+        rev = self._commit(rev, rows, rejects)
+        self.pool.extend(added)
+        return rev
+
+    def _revision(
+        self,
+        r: int,
+        started: str,
+        t0: float,
+        before: Ledger,
+        timings: Timings,
+        rows: list[dict[str, Any]],
+        rejects: list[dict[str, Any]],
+        weak: str | None,
+        added: list[PoolEntry],
+    ) -> Revision:
+        timings.total = time.monotonic() - t0
+        return Revision(
+            round=r,
+            mode=self.config.mode,
+            shard="",
+            rows=len(rows),
+            sha256="",
+            rejects_shard="",
+            rejects=len(rejects),
+            rejects_sha256="",
+            reject_reasons=dict(Counter(x["reason"] for x in rejects)),
+            card="",
+            summary_before=list(self.summary),
+            summary_after=list(self.summary),
+            weakness=weak,
+            pool_added=added,
+            pool_size=len(self.pool) + len(added),
+            config_hash=self.store.info.config_hash,
+            model=self.model,
+            endpoints=self.client.endpoint_names,
+            api=self.config.api,
+            started_at=started,
+            finished_at=now(),
+            timings=timings,
+            ledger=self.client.ledger.minus(before),
+        )
+
+    def _commit(self, rev: Revision, rows: list[dict[str, Any]], rejects: list[dict[str, Any]]) -> Revision:
+        from hfadvisor.store import RevisionIndex
+
+        self.ledger_total = self.ledger_total.plus(rev.ledger)
+        preview = [*self.store.index, RevisionIndex.of(rev)]
+        text = card.render(
+            self.store.info,
+            rev,
+            preview,
+            rounds_planned=self.config.rounds,
+            ledger_total=self.ledger_total,
+            template=self.card_template,
+        )
+        return self.store.commit_round(rev, rows, rejects, text)

@@ -1,0 +1,81 @@
+"""Live progress for long runs: round, rows, requests/s, tokens and retries (rich)."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from hfadvisor.llm import Ledger
+from hfadvisor.records import Revision
+
+
+class _LedgerColumn(ProgressColumn):
+    def __init__(self, view: RichObserver) -> None:
+        super().__init__()
+        self.view = view
+
+    def render(self, task: Task) -> Text:
+        ledger = self.view.ledger
+        if ledger is None:
+            return Text("")
+        elapsed = max(time.monotonic() - self.view.t0, 1e-6)
+        return Text(
+            f"{self.view.rows} rows · {ledger.requests / elapsed:.1f} req/s · {ledger.completion_tokens} tok · "
+            f"{ledger.retries} retries · {ledger.failures} failed · {self.view.stage_name}",
+            style="cyan",
+        )
+
+
+class RichObserver:
+    """Implements the runner's Observer protocol with a rich progress bar and one log line per round."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.ledger: Ledger | None = None
+        self.rows = 0
+        self.stage_name = "starting"
+        self.t0 = time.monotonic()
+        self.progress = Progress(
+            TextColumn("[bold]round"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TimeElapsedColumn(),
+            _LedgerColumn(self),
+            console=self.console,
+            transient=False,
+        )
+        self.task = self.progress.add_task("rounds", total=None)
+
+    def __enter__(self) -> RichObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def attach(self, ledger: Ledger, rows: int, rounds_done: int) -> None:
+        self.ledger = ledger
+        self.rows = rows
+        self.t0 = time.monotonic()
+        self.progress.update(self.task, completed=max(rounds_done - 1, 0))
+
+    def round_started(self, r: int, total: int) -> None:
+        self.progress.update(self.task, total=total, completed=r - 1)
+
+    def stage(self, name: str) -> None:
+        self.stage_name = name
+
+    def round_done(self, rev: Revision, rows_total: int) -> None:
+        self.rows = rows_total
+        self.progress.update(self.task, completed=rev.round)
+        weakness = f" weakness={rev.weakness!r}" if rev.weakness else ""
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(rev.reject_reasons.items()))
+        self.progress.console.print(
+            f"round {rev.round}:{weakness} +{rev.rows} rows, {rev.rejects} rejected"
+            f"{f' ({reasons})' if reasons else ''}, summary {rev.summary_source}, {rev.timings.total:.1f}s",
+            markup=False,
+            highlight=False,
+        )

@@ -1,0 +1,113 @@
+"""Typed records of a run: rows, rejects, pool entries and the per-round revision record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+from datasets import Features, List, Value
+from pydantic import BaseModel, Field
+
+from hfadvisor.llm.ledger import Ledger
+
+FORMAT_VERSION = 1
+
+ROW_FEATURES = Features(
+    {
+        "id": Value("string"),
+        "round": Value("int32"),
+        "slot": Value("int32"),
+        "prompt": Value("string"),
+        "weakness": Value("string"),  # the category the row was written for (seed rows: their category)
+        "source": Value("string"),  # seed | advisor | baseline
+        "model": Value("string"),
+        "exemplar_ids": List(Value("string")),
+    }
+)
+
+REJECT_FEATURES = Features(
+    {
+        "id": Value("string"),
+        "round": Value("int32"),
+        "slot": Value("int32"),
+        "stage": Value("string"),
+        "reason": Value("string"),
+        "text": Value("string"),
+        "raw": Value("string"),
+        "weakness": Value("string"),
+        "model": Value("string"),
+    }
+)
+
+
+def arrow_schema(features: Features) -> pa.Schema:
+    """Arrow schema carrying the `datasets` features, so every loader restores exact types."""
+    import json
+
+    meta = {"huggingface": json.dumps({"info": {"features": features.to_dict()}})}
+    return features.arrow_schema.with_metadata(meta)
+
+
+class PoolEntry(BaseModel):
+    id: str
+    prompt: str
+    category: str | None = None
+
+    def example(self) -> dict[str, str]:
+        return {"prompt": self.prompt, "category": self.category or ""}
+
+
+class Timings(BaseModel):
+    weakness: float = 0.0
+    generate: float = 0.0
+    summarize: float = 0.0
+    write: float = 0.0
+    total: float = 0.0
+
+
+class Revision(BaseModel):
+    """What one round wrote: the manifest entry that makes the round complete."""
+
+    format: int = FORMAT_VERSION
+    round: int
+    mode: str
+    shard: str
+    rows: int
+    sha256: str
+    rejects_shard: str
+    rejects: int
+    rejects_sha256: str
+    reject_reasons: dict[str, int] = Field(default_factory=dict)
+    card: str
+    summary_before: list[str]
+    summary_after: list[str]
+    summary_source: str = "seed"  # seed | model | fallback | unchanged
+    summary_note: str = ""
+    weakness: str | None = None
+    weakness_attempts: int = 0
+    weakness_prompt: str | None = None
+    summary_sees_examples: bool | None = None
+    pool_added: list[PoolEntry] = Field(default_factory=list)
+    pool_size: int
+    config_hash: str
+    model: str
+    endpoints: list[str] = Field(default_factory=list)
+    api: str | None = None
+    started_at: str
+    finished_at: str
+    timings: Timings = Timings()
+    ledger: Ledger = Ledger()
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunInfo(BaseModel):
+    """`run.json`: written once when the run is created."""
+
+    format: int = FORMAT_VERSION
+    run_id: str
+    created_at: str
+    hfadvisor_version: str
+    mode: str
+    config_hash: str
+    method: dict[str, Any]
+    preset: dict[str, Any]

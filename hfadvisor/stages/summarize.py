@@ -1,0 +1,65 @@
+"""Stage 3: fold the weakness into the running summary (a list of short lines).
+
+Small models rewrite lists badly (drop lines, loop), so the parsed answer is checked and,
+when it loses lines, replaced by a deterministic fallback (old list + the weakness in at
+most five words). Which one was used is recorded in the round's revision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hfadvisor.presets import DELIMITER, Preset
+from hfadvisor.stages.text import first_line, normalize, strip_control, strip_label, strip_quotes, words
+
+MAX_WORDS = 5
+
+
+@dataclass
+class SummaryUpdate:
+    summary: list[str]
+    source: str  # "model" | "fallback"
+    note: str = ""
+
+
+def build_prompt(preset: Preset, style: str, summary: list[str], weakness: str, new_examples: list[str] | None) -> str:
+    return preset.render(style, "summarize", summary=summary, weakness=weakness, new_examples=new_examples or [])
+
+
+def _clean(line: str) -> str:
+    return strip_quotes(strip_label(line, ())).rstrip(".;:,").strip()
+
+
+def _covered(summary: list[str], item: str) -> bool:
+    key = normalize(item)
+    return any(normalize(line) == key for line in summary)
+
+
+def fallback(summary: list[str], weakness: str, note: str) -> SummaryUpdate:
+    item = words(weakness, MAX_WORDS)
+    new = summary if not item or _covered(summary, item) else [*summary, item]
+    return SummaryUpdate(list(new), "fallback", note)
+
+
+def parse(text: str, summary: list[str], weakness: str, mode: str) -> SummaryUpdate:
+    """`mode` is `append` (the model wrote only the next line) or `full` (the whole list)."""
+    if mode == "append":
+        item = words(_clean(first_line(text)), MAX_WORDS)
+        if not item:
+            return fallback(summary, weakness, "empty answer")
+        if _covered(summary, item):
+            return SummaryUpdate(list(summary), "model", "already covered")
+        return SummaryUpdate([*summary, item], "model")
+    body = strip_control(text).split(DELIMITER, 1)[0]
+    lines = [_clean(ln) for ln in body.splitlines()]
+    lines = [ln for ln in lines if ln]
+    if len(lines) > len(summary) + 3:
+        return fallback(summary, weakness, f"answer had {len(lines)} lines for {len(summary)} + 1 (looping)")
+    too_long = [ln for ln in lines if len(ln.split()) > MAX_WORDS]
+    if too_long:
+        return fallback(summary, weakness, f"line over {MAX_WORDS} words: {too_long[0][:60]!r}")
+    deduped = list(dict.fromkeys(lines))
+    lost = [ln for ln in summary if not _covered(deduped, ln)]
+    if lost:
+        return fallback(summary, weakness, f"answer dropped {len(lost)} existing line(s)")
+    return SummaryUpdate(deduped, "model")
