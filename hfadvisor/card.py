@@ -47,8 +47,13 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def card_data(info: RunInfo, rows_total: int) -> DatasetCardData:
+def card_data(info: RunInfo, rows_total: int, rejects_total: int) -> DatasetCardData:
     preset = info.preset
+    configs: list[dict[str, Any]] = [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}], "default": True}
+    ]
+    if rejects_total:  # a config whose glob matches no file would make load_dataset fail
+        configs.append({"config_name": "rejects", "data_files": [{"split": "train", "path": "rejects/*.parquet"}]})
     return DatasetCardData(
         license=preset.get("license", "apache-2.0"),
         task_categories=preset.get("task_categories", ["text-generation"]),
@@ -56,10 +61,7 @@ def card_data(info: RunInfo, rows_total: int) -> DatasetCardData:
         tags=[*preset.get("tags", []), "hfadvisor", info.mode],
         size_categories=[size_category(rows_total)],
         pretty_name=f"hfadvisor {preset.get('name', '')} {info.mode} run",
-        configs=[
-            {"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}], "default": True},
-            {"config_name": "rejects", "data_files": [{"split": "train", "path": "rejects/*.parquet"}]},
-        ],
+        configs=configs,
     )
 
 
@@ -125,10 +127,10 @@ def render(
     }
     path = template or default_template()
     try:
-        card = DatasetCard.from_template(card_data(info, rows_total), template_path=str(path), **kwargs)
+        card = DatasetCard.from_template(card_data(info, rows_total, rejects_total), template_path=str(path), **kwargs)
     except jinja2.TemplateError as e:
         line = getattr(e, "lineno", None)
         raise ConfigError(f"card template {path}{f' line {line}' if line else ''}: {e.message or e}") from None
     except OSError as e:
         raise ConfigError(f"card template {path}: {e.strerror or e}") from None
-    return str(card)
+    return str(card).rstrip("\n") + "\n"

@@ -71,12 +71,12 @@ class Revision(BaseModel):
     format: int = FORMAT_VERSION
     round: int
     mode: str
-    shard: str
+    shard: str | None = Field(description="data shard; None when the round accepted no rows")
     rows: int
-    sha256: str
-    rejects_shard: str
+    sha256: str | None
+    rejects_shard: str | None = Field(description="rejects shard; None when nothing was rejected")
     rejects: int
-    rejects_sha256: str
+    rejects_sha256: str | None
     reject_reasons: dict[str, int] = Field(default_factory=dict)
     card: str
     summary_before: list[str]

@@ -97,12 +97,20 @@ class RevisionIndex:
     weakness: str | None
     summary_source: str
     summary_lines: int
-    shard: str
+    shard: str | None
+    rejects_shard: str | None
 
     @classmethod
     def of(cls, rev: Revision) -> RevisionIndex:
         return cls(
-            rev.round, rev.rows, rev.rejects, rev.weakness, rev.summary_source, len(rev.summary_after), rev.shard
+            rev.round,
+            rev.rows,
+            rev.rejects,
+            rev.weakness,
+            rev.summary_source,
+            len(rev.summary_after),
+            rev.shard,
+            rev.rejects_shard,
         )
 
 
@@ -204,44 +212,53 @@ class RunStore:
         upto = self.rounds_done - 1 if upto is None else upto
         if upto < 0 or upto >= self.rounds_done:
             raise RunStateError(f"round {upto} does not exist: {self.path} has rounds 0..{self.rounds_done - 1}")
-        tables = [pq.read_table(self.path / entry.shard, columns=columns) for entry in self.index[: upto + 1]]
+        tables = [
+            pq.read_table(self.path / entry.shard, columns=columns) for entry in self.index[: upto + 1] if entry.shard
+        ]
         schema = ROW_SCHEMA if columns is None else pa.schema([ROW_SCHEMA.field(c) for c in columns])
         return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
 
     def rejects_table(self, upto: int | None = None) -> pa.Table:
         upto = self.rounds_done - 1 if upto is None else upto
-        tables = [pq.read_table(self.path / "rejects" / f"{round_name(i)}.parquet") for i in range(upto + 1)]
+        tables = [pq.read_table(self.path / e.rejects_shard) for e in self.index[: upto + 1] if e.rejects_shard]
         return pa.concat_tables(tables) if tables else REJECT_SCHEMA.empty_table()
 
     def iter_prompts(self) -> Iterable[str]:
         for entry in self.index:
-            yield from pq.read_table(self.path / entry.shard, columns=["prompt"]).column("prompt").to_pylist()
+            if entry.shard:
+                yield from pq.read_table(self.path / entry.shard, columns=["prompt"]).column("prompt").to_pylist()
 
     # ------------------------------------------------------------------ writing
     def commit_round(
         self, rev: Revision, rows: list[dict[str, Any]], rejects: list[dict[str, Any]], card: str
     ) -> Revision:
-        """Write one round: shards and card first, the revision record last (the commit point)."""
+        """Write one round: shards and card first, the revision record last (the commit point).
+
+        Empty shards are not written (`datasets` cannot read a zero-row Parquet file); the
+        revision then records `None` for that shard.
+        """
         r = rev.round
         if r != self.rounds_done:
             raise RunStateError(f"round {r} cannot follow round {self.rounds_done - 1}")
         t0 = time.monotonic()
         name = round_name(r)
-        data = parquet_bytes(rows, ROW_SCHEMA)
-        rej = parquet_bytes(rejects, REJECT_SCHEMA)
+        data = parquet_bytes(rows, ROW_SCHEMA) if rows else None
+        rej = parquet_bytes(rejects, REJECT_SCHEMA) if rejects else None
         rev = rev.model_copy(
             update={
-                "shard": f"data/{name}.parquet",
+                "shard": f"data/{name}.parquet" if data else None,
                 "rows": len(rows),
-                "sha256": sha256(data),
-                "rejects_shard": f"rejects/{name}.parquet",
+                "sha256": sha256(data) if data else None,
+                "rejects_shard": f"rejects/{name}.parquet" if rej else None,
                 "rejects": len(rejects),
-                "rejects_sha256": sha256(rej),
+                "rejects_sha256": sha256(rej) if rej else None,
                 "card": f"cards/{name}.md",
             }
         )
-        atomic_write(self.path / rev.shard, data)
-        atomic_write(self.path / rev.rejects_shard, rej)
+        if data and rev.shard:
+            atomic_write(self.path / rev.shard, data)
+        if rej and rev.rejects_shard:
+            atomic_write(self.path / rev.rejects_shard, rej)
         atomic_write(self.path / rev.card, card.encode())
         rev.timings.write = round(time.monotonic() - t0, 4)
         atomic_write(self.path / "revisions" / f"{name}.json", rev.model_dump_json(indent=1).encode())
@@ -260,6 +277,8 @@ def _sorted_round_files(directory: Path, suffix: str) -> list[Path]:
 
 def _verify(root: Path, rev: Revision) -> str | None:
     for rel, digest in ((rev.shard, rev.sha256), (rev.rejects_shard, rev.rejects_sha256)):
+        if rel is None:
+            continue
         f = root / rel
         if not f.is_file():
             return f"{rel} is missing"
