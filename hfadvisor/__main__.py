@@ -1,0 +1,3 @@
+from hfadvisor.cli import main
+
+main()
