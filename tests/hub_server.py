@@ -430,6 +430,8 @@ class HubApp:
         body = await request.body()
         record.request_bytes = len(body)
 
+        route, handler, ctx = self._route(method, raw_path, request, body)
+        record.route = route
         with self.lock:
             fault = next((f for f in self.faults if f.matches(method, raw_path)), None)
             if fault is not None:
@@ -442,12 +444,11 @@ class HubApp:
             await self._emit_fault(fault, record, scope, send)
             return
 
-        route, handler, ctx = self._route(method, raw_path, request, body)
-        record.route = route
         try:
-            if handler is None:
+            if isinstance(ctx, HubError):  # e.g. 401 for an invalid token
+                raise ctx
+            if handler is None or ctx is None:
                 raise HubError(404, f"Not found: the fake Hub has no route for {method} {raw_path}")
-            assert ctx is not None
             response = await handler(ctx)
         except HubError as err:
             response = self._error_response(err)
@@ -500,7 +501,7 @@ class HubApp:
 
     def _route(
         self, method: str, raw_path: str, request: Request, body: bytes
-    ) -> tuple[str | None, Handler | None, _Ctx | None]:
+    ) -> tuple[str | None, Handler | None, _Ctx | HubError | None]:
         seg = raw_path.strip("/").split("/")
         base = str(request.base_url).rstrip("/")
 
@@ -508,11 +509,11 @@ class HubApp:
             user, can_write, sent = self._auth(request)
             return _Ctx(request, body, base, user, can_write, sent, repo_type, repo_id, rest or [])
 
-        def found(name: str, handler: Handler, *args: Any) -> tuple[str, Handler, _Ctx | None]:
+        def found(name: str, handler: Handler, *args: Any) -> tuple[str, Handler, _Ctx | HubError]:
             try:
                 return name, handler, ctx(*args)
             except HubError as err:
-                return name, _raiser(err), None
+                return name, handler, err
 
         if seg[:1] == ["api"]:
             api = seg[1:]
@@ -1147,13 +1148,6 @@ class HubApp:
         if ctx.request.method == "HEAD":
             return Response(content=b"", status_code=status, headers=headers)
         return Response(content=data, status_code=status, headers=headers)
-
-
-def _raiser(err: HubError) -> Handler:
-    async def handler(_: _Ctx) -> Response:
-        raise err
-
-    return handler
 
 
 async def _no_receive() -> dict[str, Any]:
