@@ -10,6 +10,7 @@ are gathered for a few milliseconds and run as one `generate` call in a worker t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -190,10 +191,8 @@ class _Row:
     cancelled: bool = False
 
     def push(self, item: str | Generation | BaseException) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody is listening
             self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the event loop is gone: nobody is listening any more
-            pass
 
 
 class EmbeddedBackend:
@@ -313,8 +312,7 @@ class EmbeddedBackend:
             raise GenerationRequestError("Input validation error: `inputs` cannot be empty")
         if n > self.max_input_tokens:
             raise GenerationRequestError(
-                f"Input validation error: `inputs` must have less than {self.max_input_tokens} tokens. "
-                f"Given: {n}"
+                f"Input validation error: `inputs` must have less than {self.max_input_tokens} tokens. Given: {n}"
             )
         if n + request.max_new_tokens > self.max_total_tokens:
             raise GenerationRequestError(
@@ -409,9 +407,7 @@ class EmbeddedBackend:
         if last_id in self.eos_ids:
             self._finish(row, "eos_token")
             return
-        text = self.tokenizer.decode(
-            generated.tolist(), skip_special_tokens=True, clean_up_tokenization_spaces=False
-        )
+        text = self.tokenizer.decode(generated.tolist(), skip_special_tokens=True, clean_up_tokenization_spaces=False)
         cut = _first_stop(text, row.request.stop)
         if cut is not None:
             row.text = text[:cut]
