@@ -251,7 +251,7 @@ class Fault:
     """A pending fault injected by :meth:`HubServer.fail_next`."""
 
     remaining: int
-    status: int = 500
+    status: int | None = 500
     path_contains: str | None = None
     method: str | None = None
     drop: bool = False
@@ -440,7 +440,8 @@ class HubApp:
                 record.fault = True
         if fault is not None and fault.delay:
             await asyncio.sleep(fault.delay)
-        if fault is not None and not fault.after_processing and (fault.drop or fault.status):
+        fails = fault is not None and (fault.drop or fault.status is not None)
+        if fault is not None and fails and not fault.after_processing:
             await self._emit_fault(fault, record, scope, send)
             return
 
@@ -457,7 +458,7 @@ class HubApp:
                 self.errors.append(traceback.format_exc())
             response = self._error_response(HubError(500, f"Fake Hub internal error: {err!r}"))
 
-        if fault is not None and fault.after_processing:
+        if fault is not None and fails and fault.after_processing:
             await self._emit_fault(fault, record, scope, send)
             return
         record.status = response.status_code
@@ -476,8 +477,9 @@ class HubApp:
             # Fallback for other servers: promise a body, then abort mid-response.
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
             raise ConnectionAbortedError("injected connection drop")
-        response = self._error_response(HubError(fault.status, fault.message))
-        record.status = fault.status
+        status = fault.status or 500
+        response = self._error_response(HubError(status, fault.message))
+        record.status = status
         await response(scope, _no_receive, send)
 
     @staticmethod
@@ -1262,7 +1264,7 @@ class HubServer:
     def fail_next(
         self,
         n: int = 1,
-        status: int = 500,
+        status: int | None = 500,
         path_contains: str | None = None,
         *,
         method: str | None = None,
@@ -1273,7 +1275,8 @@ class HubServer:
     ) -> Fault:
         """Fail the next ``n`` matching requests.
 
-        ``status``: answer this HTTP status (Hub-style JSON error) instead of handling the request.
+        ``status``: answer this HTTP status (Hub-style JSON error) instead of handling the request;
+        ``None`` with ``delay`` only slows the request down.
         ``drop``: close the connection without any response instead.
         ``after_processing``: handle the request first (state changes happen), then fail/drop the
         response — a lost response. ``delay``: sleep this long before answering. ``path_contains``

@@ -20,6 +20,7 @@ from huggingface_hub import (
     HfApi,
     HfFileSystem,
     hf_hub_download,
+    snapshot_download,
 )
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -345,3 +346,41 @@ def test_unknown_routes_are_logged_as_404(hub_server: HubServer) -> None:
     assert exc.value.response.status_code == 404
     assert [(r.method, r.route, r.status) for r in hub_server.unknown_requests] == [("POST", None, 404)]
     assert "super-squash" in hub_server.unknown_requests[0].path
+
+
+def test_quoted_revisions_prs_and_other_repo_types(hub_server: HubServer) -> None:
+    api = HfApi()
+    repo = "hf-test-org/quoted"
+    api.create_repo(repo, repo_type="dataset")
+    name = "dir with space/f #1.txt"
+    api.upload_file(path_or_fileobj=b"one", path_in_repo=name, repo_id=repo, repo_type="dataset")
+    api.create_tag(repo, tag="rounds/1", repo_type="dataset")
+    api.upload_file(path_or_fileobj=b"two", path_in_repo=name, repo_id=repo, repo_type="dataset")
+    hub_server.set_ref(repo, "refs/convert/parquet", "rounds/1")
+    assert [c.name for c in api.list_repo_refs(repo, repo_type="dataset").converts] == ["parquet"]
+    for revision, want in (("rounds/1", b"one"), ("refs/convert/parquet", b"one"), ("refs/heads/main", b"two")):
+        assert Path(hf_hub_download(repo, name, repo_type="dataset", revision=revision)).read_bytes() == want
+    assert any("resolve/refs%2Fconvert%2Fparquet/" in r.path for r in hub_server.calls("resolve"))
+    tree = api.list_repo_tree(repo, repo_type="dataset", revision="refs/convert/parquet", recursive=True)
+    assert name in [e.path for e in tree]
+    assert (Path(snapshot_download(repo, repo_type="dataset", revision="rounds/1")) / name).read_bytes() == b"one"
+
+    pr = api.upload_file(
+        path_or_fileobj=b"pr", path_in_repo="pr.txt", repo_id=repo, repo_type="dataset", create_pr=True
+    )
+    assert pr.pr_revision == "refs/pr/1"
+    assert api.file_exists(repo, "pr.txt", repo_type="dataset", revision="refs/pr/1")
+    assert not api.file_exists(repo, "pr.txt", repo_type="dataset")
+    assert [d.id for d in api.list_datasets(author="hf-test-org")] == [repo]
+
+    api.create_repo("hf-tester/model")
+    api.upload_file(path_or_fileobj=b"{}", path_in_repo="config.json", repo_id="hf-tester/model")
+    assert Path(hf_hub_download("hf-tester/model", "config.json")).read_bytes() == b"{}"
+    assert api.model_info("hf-tester/model").sha == hub_server.repo("hf-tester/model").commit().oid
+    api.create_repo("hf-tester/space", repo_type="space", space_sdk="static")
+    assert hub_server.repo("hf-tester/space", "space").repo_type == "space"
+
+    hub_server.fail_next(1, status=None, delay=0.3, path_contains="/refs")  # slow, not failing
+    api.list_repo_refs(repo, repo_type="dataset")
+    assert hub_server.calls("refs")[-1].status == 200
+    _no_unknown_routes(hub_server)
