@@ -16,6 +16,11 @@ REQUIREMENTS=(
 )
 
 log() { echo "[argilla-setup] $*" >&2; }
+# pip, quietly; drops the harmless "Location ... is ignored" warnings of local extra indexes.
+pip_quiet() {
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+}
 start=$(date +%s)
 
 # --- redis-server --------------------------------------------------------------------
@@ -47,14 +52,17 @@ want_hash=$(
 )
 hash_file="$VENV/.hfadvisor-requirements.sha256"
 if [ -x "$VENV/bin/python" ] && [ -f "$hash_file" ] && [ "$(cat "$hash_file")" = "$want_hash" ] \
-    && "$VENV/bin/python" -c 'import argilla_server' >/dev/null 2>&1; then
+    && "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("argilla_server"))' 2>/dev/null; then
     log "venv up to date: $VENV"
 else
     log "creating venv $VENV (${REQUIREMENTS[*]})"
     rm -rf "$VENV"
-    "$BASE_PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}" >&2
+    if ! "$BASE_PYTHON" -m venv "$VENV" >&2; then
+        log "'$BASE_PYTHON -m venv' failed (Debian's system python needs the python3-venv package)"
+        exit 1
+    fi
+    pip_quiet --upgrade pip
+    pip_quiet "${REQUIREMENTS[@]}"
     "$VENV/bin/python" -c 'import argilla_server, uvicorn' >&2
     echo "$want_hash" >"$hash_file"
 fi

@@ -204,6 +204,7 @@ def _child_env(home: Path, redis_port: int) -> dict[str, str]:
         ARGILLA_SEARCH_ENGINE="hfadvisor-sqlite",
         HF_HUB_DISABLE_TELEMETRY="1",
         PYTHONUNBUFFERED="1",
+        COLUMNS="200",  # rich-formatted worker logs: keep lines whole
     )
     return env
 

@@ -140,3 +140,47 @@ def test_rest_helpers_and_metrics(argilla_server: ArgillaServer, argilla_client:
         },
     )
     assert pending["total"] == N_RECORDS - 1
+
+
+def test_search_sort_text_and_similarity(argilla_server: ArgillaServer, argilla_client: rg.Argilla) -> None:
+    """The SQLite-backed search engine: sort, field text query, range filters and vector similarity."""
+    settings = _settings()
+    settings.vectors = [rg.VectorField(name="emb", dimensions=3)]
+    name = f"search-{uuid.uuid4().hex[:8]}"
+    dataset = rg.Dataset(name=name, workspace=argilla_server.workspace, settings=settings, client=argilla_client)
+    dataset.create()
+    records = _records(version=1)
+    for i, record in enumerate(records):
+        record.vectors["emb"] = [1.0, i / 10, 0.0]
+    dataset.records.log(records)
+    server_ids = {r.id: str(r._server_id) for r in dataset.records}
+    ids_by_server = {v: k for k, v in server_ids.items()}
+
+    def search(body: dict, **params: object) -> tuple[list[str], int]:
+        result = argilla_server.request(
+            "POST", f"/api/v1/datasets/{dataset.id}/records/search", json=body, params=params
+        )
+        return [ids_by_server[item["record"]["id"]] for item in result["items"]], result["total"]
+
+    by_length = {"sort": [{"scope": {"entity": "metadata", "metadata_property": "length"}, "order": "desc"}]}
+    assert search(by_length, limit=3) == (["sample-019", "sample-018", "sample-017"], N_RECORDS)
+    assert search(by_length, limit=2, offset=18) == (["sample-001", "sample-000"], N_RECORDS)
+
+    text = {"query": {"text": {"q": "number 7", "field": "prompt"}}}
+    assert search(text) == (["sample-007"], 1)
+
+    score = {"type": "range", "scope": {"entity": "suggestion", "question": "harmful", "property": "score"}, "ge": 0.5}
+    assert search({"filters": {"and": [score]}})[1] == N_RECORDS
+
+    key = argilla_server.annotator_keys["annotator1"]
+    for i, quality in ((2, 5), (4, 3), (6, 4)):
+        argilla_server.submit_response(server_ids[f"sample-{i:03d}"], {"harmful": "no", "quality": quality}, key)
+    good = {"type": "range", "scope": {"entity": "response", "question": "quality"}, "ge": 4}
+    assert sorted(search({"filters": {"and": [good]}})[0]) == ["sample-002", "sample-006"]
+
+    first = next(r for r in dataset.records(with_vectors=True) if r.id == "sample-000")
+    similar = rg.Query(similar=rg.Similar(name="emb", value=first))
+    nearest = list(dataset.records(query=similar, limit=3))
+    assert [r.id for r, _score in nearest] == ["sample-001", "sample-002", "sample-003"]
+    farthest = rg.Query(similar=rg.Similar(name="emb", value=[1.0, 0.0, 0.0], most_similar=False))
+    assert next(iter(dataset.records(query=farthest, limit=1)))[0].id == "sample-019"
