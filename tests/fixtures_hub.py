@@ -52,7 +52,7 @@ def point_clients_at(server: HubServer, home: Path, monkeypatch: pytest.MonkeyPa
     for key in ("HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE", "HUGGINGFACE_CO_STAGING", "HF_TOKEN_PATH"):
         monkeypatch.delenv(key, raising=False)
 
-    hub_constants = {
+    hub_constants: dict[str, object] = {
         "ENDPOINT": server.url,
         "HUGGINGFACE_CO_URL_TEMPLATE": server.url + "/{repo_id}/resolve/{revision}/{filename}",
         "HF_URL_HOSTS": frozenset(hf_constants.HF_URL_HOSTS | {"127.0.0.1"}),
@@ -67,10 +67,10 @@ def point_clients_at(server: HubServer, home: Path, monkeypatch: pytest.MonkeyPa
         "HF_TOKEN_PATH": str(home / "token"),
         "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
     }
-    for name, value in hub_constants.items():
-        monkeypatch.setattr(hf_constants, name, value, raising=False)
+    for name, constant in hub_constants.items():
+        monkeypatch.setattr(hf_constants, name, constant, raising=False)
 
-    datasets_constants = {
+    datasets_constants: dict[str, object] = {
         "HF_ENDPOINT": server.url,
         "HUB_DATASETS_URL": server.url + "/datasets/{repo_id}/resolve/{revision}/{path}",
         "HF_HUB_OFFLINE": False,
@@ -82,8 +82,8 @@ def point_clients_at(server: HubServer, home: Path, monkeypatch: pytest.MonkeyPa
         "DOWNLOADED_DATASETS_PATH": ds_cache / "downloads",
         "EXTRACTED_DATASETS_PATH": ds_cache / "downloads" / "extracted",
     }
-    for name, value in datasets_constants.items():
-        monkeypatch.setattr(ds_config, name, value, raising=False)
+    for name, constant in datasets_constants.items():
+        monkeypatch.setattr(ds_config, name, constant, raising=False)
 
 
 @pytest.fixture
