@@ -132,6 +132,8 @@ class FileEntry:
 
 @dataclass
 class _Commit:
+    """A commit: parent, full tree snapshot (path -> FileEntry), message, author, byte counts."""
+
     oid: str
     parent: str | None
     files: dict[str, FileEntry]
@@ -145,6 +147,8 @@ class _Commit:
 
 @dataclass
 class _Repo:
+    """A repository: commits, refs (branches/tags/converts/PRs) and its LFS object store."""
+
     repo_type: str
     repo_id: str
     private: bool
@@ -286,18 +290,22 @@ class HubError(Exception):
 
 
 def _now() -> str:
+    """Current UTC time in the Hub's format (``2024-01-31T12:00:00.000Z``)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _git_blob_oid(data: bytes) -> str:
+    """Git blob sha1 of ``data``."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _lfs_pointer(sha256: str, size: int) -> bytes:
+    """The Git LFS pointer file for an object."""
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
 
 
 def _tree_oid(entries: Iterable[tuple[str, str]]) -> str:
+    """A stable fake tree oid for (path, blob oid) entries."""
     digest = hashlib.sha1(b"tree")
     for path, oid in sorted(entries):
         digest.update(f"{path}\0{oid}\n".encode())
@@ -305,6 +313,7 @@ def _tree_oid(entries: Iterable[tuple[str, str]]) -> str:
 
 
 def _looks_binary(sample: bytes) -> bool:
+    """Whether a preupload sample looks like binary content."""
     if b"\0" in sample:
         return True
     try:
@@ -315,6 +324,7 @@ def _looks_binary(sample: bytes) -> bool:
 
 
 def _parse_card_data(readme: bytes) -> dict[str, Any] | None:
+    """The YAML front matter of a README as a dict (None if absent); raises on invalid YAML."""
     text = readme.decode("utf-8", errors="replace").lstrip("\ufeff")
     match = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)", text, re.S)
     if match is None:
@@ -324,11 +334,13 @@ def _parse_card_data(readme: bytes) -> dict[str, Any] | None:
 
 
 def _lfs_patterns(gitattributes: bytes | None) -> list[str]:
+    """Path patterns marked ``filter=lfs`` in a .gitattributes (defaults if none)."""
     text = gitattributes.decode("utf-8", errors="replace") if gitattributes else DEFAULT_GITATTRIBUTES
     return [line.split()[0] for line in text.splitlines() if "filter=lfs" in line and line.split()]
 
 
 def _matches_any(path: str, patterns: list[str]) -> bool:
+    """Gitattributes-style match: patterns without a slash match the basename."""
     name = path.rsplit("/", 1)[-1]
     return any(fnmatch.fnmatchcase(path if "/" in pat else name, pat) for pat in patterns)
 
@@ -466,6 +478,7 @@ class HubApp:
         await response(scope, receive, send)
 
     async def _emit_fault(self, fault: Fault, record: RequestRecord, scope: Scope, send: Send) -> None:
+        """Answer an injected fault: a Hub-style error status, or a dropped connection."""
         if fault.drop:
             record.status = None
             cycle = getattr(send, "__self__", None)
@@ -484,6 +497,7 @@ class HubApp:
 
     @staticmethod
     def _error_response(err: HubError) -> Response:
+        """Render a HubError as the Hub does: JSON ``{"error"}`` plus X-Error-* headers."""
         headers = {"X-Error-Message": err.message.encode("latin-1", "replace").decode("latin-1")}
         if err.code:
             headers["X-Error-Code"] = err.code
@@ -504,14 +518,17 @@ class HubApp:
     def _route(
         self, method: str, raw_path: str, request: Request, body: bytes
     ) -> tuple[str | None, Handler | None, _Ctx | HubError | None]:
+        """Match the raw path to (route name, handler, context or auth error)."""
         seg = raw_path.strip("/").split("/")
         base = str(request.base_url).rstrip("/")
 
         def ctx(repo_type: str = "model", repo_id: str = "", rest: list[str] | None = None) -> _Ctx:
+            """Build the handler context (raises 401 for an invalid token)."""
             user, can_write, sent = self._auth(request)
             return _Ctx(request, body, base, user, can_write, sent, repo_type, repo_id, rest or [])
 
         def found(name: str, handler: Handler, *args: Any) -> tuple[str, Handler, _Ctx | HubError]:
+            """A matched route; auth errors are deferred to be logged under the route name."""
             try:
                 return name, handler, ctx(*args)
             except HubError as err:
@@ -581,6 +598,7 @@ class HubApp:
         return repo
 
     def _check_write(self, ctx: _Ctx, namespace: str | None) -> None:
+        """401 without a token, 403 for a read-only token or a foreign namespace."""
         if ctx.user is None:
             raise HubError(401, "You must be authenticated to perform this action (no token sent)")
         if not ctx.can_write:
@@ -612,10 +630,12 @@ class HubApp:
         return first, rest[1:]
 
     def _commit_at(self, repo: _Repo, revision: str) -> _Commit:
+        """The commit a revision resolves to (404 RevisionNotFound otherwise)."""
         oid, _ = self._resolve_ref(repo, revision)
         return repo.commits[oid]
 
     def _read(self, repo: _Repo, entry: FileEntry) -> bytes:
+        """Content of a file entry (git blob or LFS object)."""
         return repo.lfs[entry.lfs_sha256] if entry.lfs_sha256 else self.blobs[entry.oid]
 
     def _new_commit(
@@ -627,6 +647,7 @@ class HubApp:
         description: str,
         author: str,
     ) -> _Commit:
+        """Record a commit with a fresh oid (not yet pointed to by any ref)."""
         date = _now()
         nonce = f"{time.time_ns()}-{uuid.uuid4().hex}"
         tree = _tree_oid((p, e.oid) for p, e in files.items())
@@ -636,12 +657,14 @@ class HubApp:
         return commit
 
     def _add_blob(self, data: bytes) -> FileEntry:
+        """Store a regular file's content and return its entry."""
         oid = _git_blob_oid(data)
         self.blobs[oid] = data
         return FileEntry(oid=oid, size=len(data))
 
     @staticmethod
     def _lfs_entry(sha256: str, size: int) -> FileEntry:
+        """Entry for an LFS file: oid of the pointer file, real size, sha256."""
         pointer = _lfs_pointer(sha256, size)
         return FileEntry(oid=_git_blob_oid(pointer), size=size, lfs_sha256=sha256, pointer_size=len(pointer))
 
@@ -655,6 +678,7 @@ class HubApp:
         return repo
 
     def _repo_url(self, base: str, repo: _Repo) -> str:
+        """Public URL of a repo, e.g. ``{base}/datasets/ns/name``."""
         return f"{base}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}"
 
     # ---- route handlers -----------------------------------------------------------------
@@ -1047,6 +1071,7 @@ class HubApp:
         return JSONResponse(out)
 
     def _path_info(self, repo: _Repo, commit: _Commit, path: str, expand: bool) -> dict[str, Any] | None:
+        """Tree/paths-info item for a file or directory (None if absent)."""
         entry = commit.files.get(path)
         if entry is not None:
             info: dict[str, Any] = {"type": "file", "oid": entry.oid, "size": entry.size, "path": path}
@@ -1065,7 +1090,10 @@ class HubApp:
 
     @staticmethod
     def _last_commit(repo: _Repo, commit: _Commit, path: str) -> _Commit:
+        """Newest commit in the history of ``commit`` that changed ``path``."""
+
         def state(c: _Commit) -> list[tuple[str, str]]:
+            """Entries at or under ``path`` in a commit."""
             prefix = path.rstrip("/") + "/"
             return sorted((p, e.oid) for p, e in c.files.items() if p == path or p.startswith(prefix))
 
@@ -1153,6 +1181,7 @@ class HubApp:
 
 
 async def _no_receive() -> dict[str, Any]:
+    """ASGI receive callable for responses sent after the body was consumed."""
     return {"type": "http.disconnect"}
 
 

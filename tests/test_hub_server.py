@@ -29,6 +29,7 @@ REPO = "hf-tester/rounds"
 
 
 def _parquet(rows: dict[str, list]) -> bytes:
+    """Parquet bytes for a column dict."""
     buf = io.BytesIO()
     pq.write_table(pa.table(rows), buf)
     return buf.getvalue()
@@ -42,12 +43,14 @@ def _card(api: HfApi, repo_id: str, revision: str | None = None) -> dict[str, An
 
 
 def _no_unknown_routes(server: HubServer) -> None:
+    """Every request hit an implemented route and no handler crashed."""
     unknown = [f"{r.method} {r.path}" for r in server.unknown_requests]
     assert unknown == [], f"clients called routes the fake Hub does not implement: {unknown}"
     assert server.app.errors == []
 
 
 def test_create_private_repo_and_visibility(hub_server: HubServer) -> None:
+    """create_repo(private=True) is recorded; 409/exist_ok; anonymous reads 404; delete."""
     api = HfApi()
     url = api.create_repo(REPO, repo_type="dataset", private=True)
     assert url.repo_id == REPO and url.repo_type == "dataset"
@@ -72,6 +75,7 @@ def test_create_private_repo_and_visibility(hub_server: HubServer) -> None:
 
 
 def test_upload_file_and_folder(hub_server: HubServer, tmp_path: Path) -> None:
+    """upload_file and upload_folder; parquet goes through LFS."""
     api = HfApi()
     api.create_repo(REPO, repo_type="dataset")
     info = api.upload_file(path_or_fileobj=b"hello\n", path_in_repo="notes/a.txt", repo_id=REPO, repo_type="dataset")
@@ -93,6 +97,7 @@ def test_upload_file_and_folder(hub_server: HubServer, tmp_path: Path) -> None:
 
 
 def test_create_commit_with_lfs_and_deletions(hub_server: HubServer) -> None:
+    """Multi-operation commits; LFS objects are not re-uploaded; bytes per commit."""
     api = HfApi()
     api.create_repo(REPO, repo_type="dataset")
     shard = _parquet({"prompt": ["a", "b", "c"]})
@@ -133,6 +138,7 @@ def test_create_commit_with_lfs_and_deletions(hub_server: HubServer) -> None:
 
 
 def test_tags_branches_refs_history_and_downloads(hub_server: HubServer) -> None:
+    """Tags (409 on duplicates), branches from tags, refs, history and downloads by tag."""
     api = HfApi()
     api.create_repo(REPO, repo_type="dataset")
     c1 = api.upload_file(path_or_fileobj=b"v1", path_in_repo="f.txt", repo_id=REPO, repo_type="dataset")
@@ -167,6 +173,7 @@ def test_tags_branches_refs_history_and_downloads(hub_server: HubServer) -> None
 
 
 def test_card_data_tree_paths_info_and_ranges(hub_server: HubServer) -> None:
+    """cardData per revision, tree listings, paths-info, resolve headers and Range."""
     api = HfApi()
     api.create_repo(REPO, repo_type="dataset")
     payload = bytes(range(256)) * 40
@@ -216,6 +223,7 @@ def test_card_data_tree_paths_info_and_ranges(hub_server: HubServer) -> None:
 
 
 def test_push_to_hub_rounds_and_load_dataset_by_tag(hub_server: HubServer) -> None:
+    """Dataset.push_to_hub twice with tags, then load_dataset at each round."""
     api = HfApi()
     datasets.Dataset.from_dict({"prompt": ["p1", "p2"], "round": [1, 1]}).push_to_hub(REPO, private=True)
     api.create_tag(REPO, tag="round-1", repo_type="dataset")
@@ -236,6 +244,7 @@ def test_push_to_hub_rounds_and_load_dataset_by_tag(hub_server: HubServer) -> No
 
 
 def test_readme_configs_with_data_files_and_tagged_load(hub_server: HubServer) -> None:
+    """README ``configs:`` data_files are honoured by load_dataset at a tag."""
     api = HfApi()
     api.create_repo(REPO, repo_type="dataset")
     readme = (
@@ -267,6 +276,7 @@ def test_readme_configs_with_data_files_and_tagged_load(hub_server: HubServer) -
 
 
 def test_stale_parent_commit_is_rejected(hub_server: HubServer) -> None:
+    """A stale parent_commit gets 412 and no commit."""
     api = HfApi()
     api.create_repo(REPO, repo_type="dataset")
     parent = api.dataset_info(REPO).sha
@@ -284,6 +294,7 @@ def test_stale_parent_commit_is_rejected(hub_server: HubServer) -> None:
 
 
 def test_tokens_401_and_403(hub_server: HubServer) -> None:
+    """Invalid/missing tokens get 401, read-only tokens and foreign namespaces 403."""
     bad = HfApi(token="hf_not_a_valid_token")
     with pytest.raises(HfHubHTTPError) as exc:
         bad.create_repo(REPO, repo_type="dataset")
@@ -315,6 +326,7 @@ def test_tokens_401_and_403(hub_server: HubServer) -> None:
 
 
 def test_fault_injection_and_retry(hub_server: HubServer) -> None:
+    """fail_next: error status, dropped connection, lost response, client-side retries."""
     api = HfApi()
     api.create_repo(REPO, repo_type="dataset")
     ops = [CommitOperationAdd("a.txt", b"a")]
@@ -347,6 +359,7 @@ def test_fault_injection_and_retry(hub_server: HubServer) -> None:
 
 
 def test_unknown_routes_are_logged_as_404(hub_server: HubServer) -> None:
+    """A route the fake Hub lacks answers 404 and is logged as unknown."""
     api = HfApi()
     api.create_repo(REPO, repo_type="dataset")
     with pytest.raises(HfHubHTTPError) as exc:
@@ -357,6 +370,7 @@ def test_unknown_routes_are_logged_as_404(hub_server: HubServer) -> None:
 
 
 def test_quoted_revisions_prs_and_other_repo_types(hub_server: HubServer) -> None:
+    """Revisions with slashes, convert refs, PRs, model and space repos, delays."""
     api = HfApi()
     repo = "hf-test-org/quoted"
     api.create_repo(repo, repo_type="dataset")
