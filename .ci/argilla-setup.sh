@@ -63,7 +63,10 @@ else
     fi
     pip_quiet --upgrade pip
     pip_quiet "${REQUIREMENTS[@]}"
-    "$VENV/bin/python" -c 'import argilla_server, uvicorn' >&2
+    # Smoke-import the app (it creates its home dir and reads redis settings, so use a scratch home).
+    smoke_home=$(mktemp -d)
+    ARGILLA_HOME_PATH="$smoke_home" "$VENV/bin/python" -c 'import argilla_server, uvicorn' >&2
+    rm -rf "$smoke_home"
     echo "$want_hash" >"$hash_file"
 fi
 

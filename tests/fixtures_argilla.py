@@ -277,7 +277,9 @@ def argilla_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     venv = _ensure_venv(config)
     python = str(venv / "bin" / "python")
     home = tmp_path_factory.mktemp("argilla-home")
-    redis_port, http_port = _free_port(), _free_port()
+    redis_port = http_port = _free_port()
+    while http_port == redis_port:
+        http_port = _free_port()
     server = ArgillaServer(
         url=f"http://127.0.0.1:{http_port}",
         owner_key=OWNER_KEY,
