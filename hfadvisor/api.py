@@ -27,6 +27,11 @@ from hfadvisor.records import ROW_FEATURES, PoolEntry, Revision, RunInfo
 from hfadvisor.store import RevisionIndex, RunStore
 
 
+EMBEDDED_DEFAULTS: dict[str, Any] = {
+    "sampling": {"generate": {"max_new_tokens": 96}, "selfinstruct": {"max_new_tokens": 96}}
+}
+
+
 @dataclass
 class Plan:
     """A validated run, not yet started: `store` is None until the run directory is created."""
@@ -88,7 +93,10 @@ def plan_run(
         return Plan(out, config, preset, info, store)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunStateError(f"{out} exists and is not an hfadvisor run: choose an empty or new --output directory")
-    config = _concretize(build_config(file_layer, flags, {"mode": mode}, source=str(config_file or "flags")))
+    # The embedded model batches generations, so one runaway row holds the whole batch: cap
+    # lengths lower than the paper's 512/256 (queries are one line anyway). Recorded in the config.
+    embedded = {} if (flags.get("endpoints") or file_layer.get("endpoints")) else EMBEDDED_DEFAULTS
+    config = _concretize(build_config(embedded, file_layer, flags, {"mode": mode}, source=str(config_file or "flags")))
     preset = load_preset(config.preset, config.seed_summary, config.seed_pool)
     method = config.method_dict()
     preset_data = preset.model_dump(mode="json")
