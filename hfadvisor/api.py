@@ -26,7 +26,6 @@ from hfadvisor.presets import Preset, load_preset
 from hfadvisor.records import ROW_FEATURES, PoolEntry, Revision, RunInfo
 from hfadvisor.store import RevisionIndex, RunStore
 
-
 EMBEDDED_DEFAULTS: dict[str, Any] = {
     "sampling": {"generate": {"max_new_tokens": 96}, "selfinstruct": {"max_new_tokens": 96}}
 }
