@@ -227,9 +227,7 @@ def running_tgi(backend: Backend, **app_kwargs: Any) -> Iterator[TGIServer]:
     sock.bind(("127.0.0.1", 0))
     server_info = TGIServer(url=f"http://127.0.0.1:{sock.getsockname()[1]}", backend=backend)
     app = FaultInjector(create_app(backend, **app_kwargs), server_info.faults, server_info.requests)
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2, backlog=1024
-    )
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2, backlog=1024)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
