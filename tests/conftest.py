@@ -1,3 +1,3 @@
 """Shared pytest configuration."""
 
-pytest_plugins = ["fixtures_argilla", "fixtures_hub"]
+pytest_plugins = ["fixtures_argilla", "fixtures_hub", "fixtures_tgi"]

@@ -80,7 +80,9 @@ class _WaitRetryAfter:
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
-        self.backoff = wait_exponential_jitter(initial=policy.initial_backoff, max=policy.max_backoff)
+        self.backoff = wait_exponential_jitter(
+            multiplier=policy.initial_backoff, max=policy.max_backoff, jitter=policy.initial_backoff
+        )
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
