@@ -80,7 +80,10 @@ def plan_run(
         if info.mode != mode:
             cmd = "run" if info.mode == "advisor" else "baseline"
             raise RunStateError(f"{out} is a {info.mode} run: continue it with `hfadvisor {cmd} {out}`")
-        config = build_config(info.method, file_layer, flags, {"mode": mode}, source=str(config_file or "flags"))
+        planned = {"rounds": store.last.rounds_planned} if store.last and store.last.rounds_planned else {}
+        config = build_config(
+            info.method, planned, file_layer, flags, {"mode": mode}, source=str(config_file or "flags")
+        )
         config = _concretize(config)
         changed = _diff(info.method, config.method_dict())
         if changed:
@@ -147,6 +150,7 @@ def _seed_round(plan: Plan, *, dry_run: bool = False) -> RunStore | None:
         summary_source="seed",
         pool_added=pool,
         pool_size=len(pool),
+        rounds_planned=plan.config.rounds,
         config_hash=info.config_hash,
         model="seed",
         started_at=ts,

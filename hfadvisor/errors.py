@@ -38,6 +38,4 @@ def require(module: str, extra: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(
-            f"'{module}' is not installed; install it with: pip install 'hfadvisor[{extra}]'"
-        )
+        raise MissingDependencyError(f"'{module}' is not installed; install it with: pip install 'hfadvisor[{extra}]'")

@@ -275,6 +275,7 @@ class Runner:
             weakness=weak,
             pool_added=added,
             pool_size=len(self.pool) + len(added),
+            rounds_planned=self.config.rounds,
             config_hash=self.store.info.config_hash,
             model=self.model,
             endpoints=self.client.endpoint_names,

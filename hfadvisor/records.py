@@ -89,6 +89,7 @@ class Revision(BaseModel):
     summary_sees_examples: bool | None = None
     pool_added: list[PoolEntry] = Field(default_factory=list)
     pool_size: int
+    rounds_planned: int | None = None
     config_hash: str
     model: str
     endpoints: list[str] = Field(default_factory=list)
