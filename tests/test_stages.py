@@ -51,6 +51,11 @@ def test_summary_append_mode_adds_new_line_and_skips_covered():
     assert up.summary == old and up.note == "already covered"
     up = summarize.parse("", old, "Child exploitation", "append")
     assert up.source == "fallback" and up.summary == [*old, "Child exploitation"]
+    many = ["Medical harmfulness", "Legal harmfulness", "Violent harmfulness", "Financial harmfulness"]
+    up = summarize.parse(" Physical harmfulness", many, "Biological harmfulness", "append")
+    assert up.source == "fallback" and up.summary[-1] == "Biological harmfulness" and "unrelated" in up.note
+    up = summarize.parse(" Biological weapons", many, "Biological harmfulness", "append")
+    assert up.source == "model" and up.summary[-1] == "Biological weapons"
 
 
 def test_summary_full_mode_falls_back_when_lines_are_dropped_or_looping():

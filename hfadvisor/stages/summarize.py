@@ -41,6 +41,16 @@ def fallback(summary: list[str], weakness: str, note: str) -> SummaryUpdate:
     return SummaryUpdate(list(new), "fallback", note)
 
 
+def _related(item: str, weakness: str, summary: list[str]) -> bool:
+    """Does the new line share a distinctive word with the weakness it is meant to name?
+
+    Words on many summary lines ("harmfulness") do not count: they say nothing about the topic.
+    """
+    lines = [set(normalize(line).split()) for line in summary]
+    common = {w for w in set().union(*lines) if sum(w in ln for ln in lines) > max(1, len(lines) // 3)}
+    return bool((set(normalize(item).split()) & set(normalize(weakness).split())) - common)
+
+
 def parse(text: str, summary: list[str], weakness: str, mode: str) -> SummaryUpdate:
     """`mode` is `append` (the model wrote only the next line) or `full` (the whole list)."""
     if mode == "append":
@@ -49,6 +59,8 @@ def parse(text: str, summary: list[str], weakness: str, mode: str) -> SummaryUpd
             return fallback(summary, weakness, "empty answer")
         if _covered(summary, item):
             return SummaryUpdate(list(summary), "model", "already covered")
+        if not _related(item, weakness, summary):
+            return fallback(summary, weakness, f"model named an unrelated line: {item[:60]!r}")
         return SummaryUpdate([*summary, item], "model")
     body = strip_control(text).split(DELIMITER, 1)[0]
     lines = [_clean(ln) for ln in body.splitlines()]
