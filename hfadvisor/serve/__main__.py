@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent-requests", type=int, default=128)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # inherited listening socket
+    parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         serve(
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             tiny=args.tiny,
             max_concurrent_requests=args.max_concurrent_requests,
             fd=args.fd,
+            exit_with_parent=args.exit_with_parent,
         )
     except HFAdvisorError as exc:
         print(f"hfadvisor: error: {exc}", file=sys.stderr, flush=True)

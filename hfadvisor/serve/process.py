@@ -49,11 +49,13 @@ def serve(
     tiny: bool = False,
     max_concurrent_requests: int = 128,
     fd: int | None = None,
+    exit_with_parent: bool = False,
 ) -> None:
     """Load the model, then serve TGI's protocol until interrupted (blocking).
 
     The model is loaded before the socket answers, so `GET /health` == 200 means ready. `fd` is
-    an already-listening socket inherited from a parent (race-free port choice for child servers).
+    an already-listening socket inherited from a parent (race-free port choice for child servers);
+    `exit_with_parent` stops the server if that parent dies without terminating it (SIGKILL).
     """
     import uvicorn
 
@@ -68,12 +70,26 @@ def serve(
     app = create_app(backend, max_concurrent_requests=max_concurrent_requests)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
     server = uvicorn.Server(config)
+    if exit_with_parent:
+        _watch_parent(server)
     if fd is None:
         print(f"hfadvisor: serving {backend.model_id} on http://{host}:{port}", file=sys.stderr, flush=True)
         server.run()
     else:
         sock = socket.socket(fileno=fd)
         server.run(sockets=[sock])
+
+
+def _watch_parent(server: object) -> None:
+    """Ask uvicorn to exit once this process is re-parented, i.e. its parent is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        server.should_exit = True  # type: ignore[attr-defined]
+
+    threading.Thread(target=watch, name="hfadvisor-parent-watch", daemon=True).start()
 
 
 def _health_ok(url: str, timeout: float) -> bool:
@@ -105,7 +121,8 @@ def embedded_endpoint(
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    cmd = [sys.executable, "-m", "hfadvisor.serve", "--fd", str(sock.fileno()), "--log-level", "warning"]
+    cmd = [sys.executable, "-m", "hfadvisor.serve", "--fd", str(sock.fileno()), "--exit-with-parent"]
+    cmd += ["--log-level", "warning"]
     cmd += ["--max-batch-size", str(max_batch_size)]
     if model:
         cmd += ["--model", model]
