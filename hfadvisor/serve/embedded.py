@@ -380,7 +380,7 @@ class EmbeddedBackend:
         }
         key = _sampling_key(rows[0].request)
         if key is not None:
-            kwargs.update(do_sample=True, temperature=key[0], top_p=key[1], top_k=None)
+            kwargs.update(do_sample=True, temperature=key[0], top_p=key[1], top_k=0)  # 0: no top-k, as TGI
             seed = next((r.request.seed for r in rows if r.request.seed is not None), None)
             if seed is not None:
                 torch.manual_seed(seed)
