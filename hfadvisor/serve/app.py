@@ -79,9 +79,12 @@ def _sse(payload: dict[str, Any] | str) -> bytes:
 async def _parse(request: Request, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(json.loads(await request.body()))
-    except (ValueError, ValidationError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _Invalid(f"Failed to deserialize the JSON body into the target type: {first}") from exc
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        raise _Invalid(f"Failed to deserialize the JSON body into the target type: {where}: {error['msg']}") from exc
+    except ValueError as exc:
+        raise _Invalid(f"Failed to parse the request body as JSON: {exc}") from exc
 
 
 def _check_common(max_new_tokens: int | None, top_p: float | None, stop: list[str], max_stops: int) -> None:
@@ -337,6 +340,8 @@ def create_app(
             return _error(422, f"Input validation error: {exc}", "validation")
         except GenerationRequestError as exc:
             return _error(422, str(exc), "template_error")
+        except Exception as exc:  # the model's Jinja template rejected these messages
+            return _error(422, f"Template error: {exc}", "template_error")
         created, completion_id = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
         base = {"id": completion_id, "created": created, "model": backend.model_id}
         base["system_fingerprint"] = fingerprint

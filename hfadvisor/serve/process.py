@@ -170,7 +170,7 @@ def _pump(child: subprocess.Popen[bytes], tail: deque[str], quiet: bool) -> None
         if not line:
             continue
         tail.append(line)
-        if not quiet and line.startswith("hfadvisor:"):
+        if not quiet and line.startswith("hfadvisor:") and not line.startswith("hfadvisor: error:"):
             print(line, file=sys.stderr, flush=True)
 
 
