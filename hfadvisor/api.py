@@ -22,6 +22,7 @@ from hfadvisor.config import RunConfig, build_config, config_hash, load_config_f
 from hfadvisor.errors import RunStateError
 from hfadvisor.llm import LLMClient, load_chat_template
 from hfadvisor.loop import Observer, Runner, now
+from hfadvisor.plugins import build_plugins
 from hfadvisor.presets import Preset, load_preset
 from hfadvisor.records import ROW_FEATURES, PoolEntry, Revision, RunInfo
 from hfadvisor.store import RevisionIndex, RunStore
@@ -187,6 +188,7 @@ async def execute(plan: Plan, observer: Observer | None = None) -> RunStore:
     from huggingface_hub import get_token
 
     config = plan.config
+    plugins = build_plugins(config)  # a missing optional dependency fails here, before any write
     with _endpoints(config) as (urls, embedded):
         token = None if embedded else get_token()
         async with LLMClient(
@@ -205,11 +207,15 @@ async def execute(plan: Plan, observer: Observer | None = None) -> RunStore:
             store = plan.store or _seed_round(plan)
             assert store is not None
             plan.store = store
-            runner = Runner(store, config, plan.preset, client, model, observer, plan.card_template)
+            runner = Runner(store, config, plan.preset, client, model, observer, plan.card_template, plugins)
             attach = getattr(observer, "attach", None)
             if attach:
                 attach(client.ledger, sum(i.rows for i in store.index), store.rounds_done)
-            await runner.run()
+            try:
+                await runner.run()
+            finally:
+                for plugin in plugins:
+                    await plugin.close()
             return store
 
 

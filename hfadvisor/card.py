@@ -17,7 +17,7 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from hfadvisor.errors import ConfigError
-from hfadvisor.records import Revision, RunInfo
+from hfadvisor.records import CardSection, Revision, RunInfo
 from hfadvisor.store import RevisionIndex
 
 HISTORY_ROWS = 50
@@ -75,8 +75,13 @@ def render(
     tag: str | None = None,
     repo_id: str | None = None,
     template: Path | None = None,
+    extra_sections: list[CardSection] | None = None,
 ) -> str:
-    """The card for round `rev.round`, given the light index of every round up to it."""
+    """The card for round `rev.round`, given the light index of every round up to it.
+
+    `tag`/`repo_id` are filled in when the card is rendered for the Hub; `extra_sections`
+    are added after the round's own sections (e.g. human-label statistics pulled later).
+    """
     rows_total = sum(i.rows for i in index)
     rejects_total = sum(i.rejects for i in index)
     history = index[-HISTORY_ROWS:]
@@ -122,6 +127,7 @@ def render(
         "history_truncated": len(index) > len(history),
         "repo_id": repo_id,
         "repo_hint": repo_id or "path/to/run",
+        "sections": [*rev.sections, *(extra_sections or [])],
         "config_hash": info.config_hash,
         "config_yaml": yaml.safe_dump(info.method, sort_keys=True, allow_unicode=True).strip().replace("```", "'''"),
     }

@@ -60,6 +60,30 @@ Timeout = Annotated[float | None, typer.Option(help="seconds per request [defaul
 MaxAttempts = Annotated[int | None, typer.Option(help="attempts per call before giving up [default: 8]")]
 Seed = Annotated[int | None, typer.Option(help="seed for exemplar sampling and generation [default: 0]")]
 CardTemplate = Annotated[Path | None, typer.Option(help="dataset card Jinja template [default: built-in]")]
+PushToHub = Annotated[
+    str | None, typer.Option(help="Hub dataset repo (org/name): push every round as its own commit and tag")
+]
+Public = Annotated[bool | None, typer.Option("--public", help="create the Hub repo public (default: private)")]
+TagPrefix = Annotated[str | None, typer.Option(help="Hub tag prefix [default: round-]")]
+LabelEvery = Annotated[int | None, typer.Option(help="push new rows to Argilla every N rounds")]
+ArgillaDataset = Annotated[str | None, typer.Option(help="Argilla dataset name for labelling")]
+ArgillaWorkspace = Annotated[str | None, typer.Option(help="Argilla workspace")]
+UseLabels = Annotated[
+    bool | None, typer.Option("--use-labels", help="feed pulled human labels into the weakness prompt")
+]
+Metrics = Annotated[bool | None, typer.Option("--metrics/--no-metrics", help="per-round metrics in the card")]
+PushToHub = Annotated[
+    str | None, typer.Option(help="Hub dataset repo (org/name): push every round as its own commit and tag")
+]
+Public = Annotated[bool | None, typer.Option("--public", help="create the Hub repo public (default: private)")]
+TagPrefix = Annotated[str | None, typer.Option(help="Hub tag prefix [default: round-]")]
+LabelEvery = Annotated[int | None, typer.Option(help="push new rows to Argilla every N rounds")]
+ArgillaDataset = Annotated[str | None, typer.Option(help="Argilla dataset name for labelling")]
+ArgillaWorkspace = Annotated[str | None, typer.Option(help="Argilla workspace")]
+UseLabels = Annotated[
+    bool | None, typer.Option("--use-labels", help="feed pulled human labels into the weakness prompt")
+]
+Metrics = Annotated[bool | None, typer.Option("--metrics/--no-metrics", help="per-round metrics in the card")]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -133,6 +157,14 @@ def _run_command(mode: str):
         max_attempts: MaxAttempts = None,
         seed: Seed = None,
         card_template: CardTemplate = None,
+        push_to_hub: PushToHub = None,
+        public: Public = None,
+        tag_prefix: TagPrefix = None,
+        label_every: LabelEvery = None,
+        argilla_dataset: ArgillaDataset = None,
+        argilla_workspace: ArgillaWorkspace = None,
+        use_labels: UseLabels = None,
+        metrics: Metrics = None,
     ) -> None:
         overrides = {
             "endpoints": endpoint or None,
@@ -152,6 +184,14 @@ def _run_command(mode: str):
             "max_attempts": max_attempts,
             "seed": seed,
             "card_template": card_template,
+            "push_to_hub": push_to_hub,
+            "hub_private": False if public else None,
+            "hub_tag_prefix": tag_prefix,
+            "label_every": label_every,
+            "argilla_dataset": argilla_dataset,
+            "argilla_workspace": argilla_workspace,
+            "use_labels": use_labels,
+            "metrics": metrics,
         }
         _launch(mode, run_dir, output, config, overrides)
 
@@ -220,6 +260,20 @@ def log_cmd(
             rev.model,
         )
     Console().print(table)
+
+
+def _register_command_groups() -> None:
+    """Commands of outside systems live in `hfadvisor/commands/<name>.py`, each with `register(app)`."""
+    import importlib
+    import pkgutil
+
+    from hfadvisor import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"hfadvisor.commands.{info.name}").register(app)
+
+
+_register_command_groups()
 
 
 def main() -> None:

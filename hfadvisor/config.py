@@ -89,6 +89,15 @@ class RunConfig(_Strict):
     )
     card_template: str | None = Field(None, description="Jinja dataset-card template file (default: built-in)")
     concurrency: int = Field(16, ge=1, le=4096)
+    # --- outside systems (operational) ---
+    push_to_hub: str | None = Field(None, description="Hub dataset repo id: push each round as its own commit + tag")
+    hub_private: bool = Field(True, description="create the Hub repo private (harmful prompts); false = public")
+    hub_tag_prefix: str = Field("round-", description="tag name prefix; tags are PREFIX + 4-digit round")
+    label_every: int | None = Field(None, ge=1, description="push new rows to Argilla every N rounds")
+    argilla_dataset: str | None = Field(None, description="Argilla dataset name for labelling")
+    argilla_workspace: str | None = Field(None, description="Argilla workspace")
+    use_labels: bool = Field(False, description="feed pulled human labels into the weakness prompt")
+    metrics: bool = Field(True, description="compute coverage/diversity metrics per round for the card")
     timeout: float = Field(120.0, gt=0)
     retry: RetryPolicy = RetryPolicy()
 
@@ -111,6 +120,14 @@ class RunConfig(_Strict):
         "concurrency",
         "timeout",
         "retry",
+        "push_to_hub",
+        "hub_private",
+        "hub_tag_prefix",
+        "label_every",
+        "argilla_dataset",
+        "argilla_workspace",
+        "use_labels",
+        "metrics",
     )
 
     @property

@@ -19,6 +19,7 @@ from hfadvisor import card
 from hfadvisor.config import RunConfig
 from hfadvisor.errors import ModelOutputError
 from hfadvisor.llm import Ledger, LLMClient
+from hfadvisor.plugins import Plugin
 from hfadvisor.presets import Preset
 from hfadvisor.records import PoolEntry, Revision, Timings
 from hfadvisor.stages import generate, selfinstruct, summarize, weakness
@@ -69,6 +70,7 @@ class Runner:
         model: str,
         observer: Observer | None = None,
         card_template: Any = None,
+        plugins: list[Plugin] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -77,6 +79,7 @@ class Runner:
         self.model = model
         self.observer = observer or _Silent()
         self.card_template = card_template
+        self.plugins = plugins or []
         self.style = config.effective_prompt_style
         self.k = config.effective_examples_per_prompt
         self.run_prefix = store.info.run_id[:8]
@@ -92,10 +95,14 @@ class Runner:
             self.ledger_total = self.ledger_total.plus(rev.ledger)
 
     async def run(self) -> None:
+        for plugin in self.plugins:
+            plugin.setup(self.store)
         while self.store.rounds_done <= self.config.rounds:
             r = self.store.rounds_done
             self.observer.round_started(r, self.config.rounds)
             rev = await (self.advisor_round(r) if self.config.mode == "advisor" else self.baseline_round(r))
+            for plugin in self.plugins:
+                await plugin.after_commit(self.store, rev)
             rows_total = sum(i.rows for i in self.store.index)
             self.observer.round_done(rev, rows_total)
 
@@ -105,7 +112,8 @@ class Runner:
         return rng.sample(self.pool, min(self.k, len(self.pool)))
 
     async def _weakness(self, r: int) -> tuple[str, int, str]:
-        prompt = weakness.build_prompt(self.preset, self.style, self.summary)
+        notes = [n for p in self.plugins if (n := p.weakness_feedback(r, self.summary))]
+        prompt = weakness.build_prompt(self.preset, self.style, self.summary, "\n".join(notes) or None)
         stop = self.preset.stops(self.style, "weakness")
         candidate = ""
         for attempt in range(1, WEAKNESS_ATTEMPTS + 1):
@@ -289,6 +297,8 @@ class Runner:
     def _commit(self, rev: Revision, rows: list[dict[str, Any]], rejects: list[dict[str, Any]]) -> Revision:
         from hfadvisor.store import RevisionIndex
 
+        for plugin in self.plugins:
+            plugin.before_commit(rev, rows, rejects)
         self.ledger_total = self.ledger_total.plus(rev.ledger)
         preview = [*self.store.index, RevisionIndex.of(rev)]
         text = card.render(

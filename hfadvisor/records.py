@@ -65,6 +65,13 @@ class Timings(BaseModel):
     total: float = 0.0
 
 
+class CardSection(BaseModel):
+    """A block of Markdown a plugin adds to a round's card (model text already escaped)."""
+
+    title: str
+    markdown: str
+
+
 class Revision(BaseModel):
     """What one round wrote: the manifest entry that makes the round complete."""
 
@@ -98,6 +105,7 @@ class Revision(BaseModel):
     finished_at: str
     timings: Timings = Timings()
     ledger: Ledger = Ledger()
+    sections: list[CardSection] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -8,8 +8,9 @@ from hfadvisor.stages.text import first_line, strip_label, strip_quotes
 MAX_WORDS = 12
 
 
-def build_prompt(preset: Preset, style: str, summary: list[str]) -> str:
-    return preset.render(style, "weakness", summary=summary)
+def build_prompt(preset: Preset, style: str, summary: list[str], feedback: str | None = None) -> str:
+    """`feedback` (e.g. what human labellers found) is shown to the model when given."""
+    return preset.render(style, "weakness", summary=summary, feedback=feedback or "")
 
 
 def parse(text: str, preset: Preset) -> str:
