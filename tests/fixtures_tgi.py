@@ -61,6 +61,10 @@ class ScriptedBackend:
     max_input_tokens = 4096
     max_total_tokens = 8192
     max_batch_size = 1
+    chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    )
 
     def __init__(self, respond: Callable[[GenerationRequest], str | Generation] | None = None) -> None:
         self._counter = itertools.count(1)

@@ -257,3 +257,14 @@ def test_skills_preset_runs_the_same_loop(tmp_path, scripted_tgi, script):
     assert "instruction-following skills" in first and "harm" not in first
     card = (tmp_path / "run" / "README.md").read_text()
     assert "Content warning" not in card
+
+
+def test_tgi_api_with_the_servers_chat_template(tmp_path, scripted_tgi, script):
+    store = hfadvisor.run(
+        tmp_path / "run", endpoints=[scripted_tgi.url], chat_template="server", rounds=1, batch_size=2
+    )
+    prompts = [r.prompt for r in scripted_tgi.backend.requests]
+    assert all(p.startswith("<|user|>\n") and p.endswith("<|assistant|>\n") for p in prompts)
+    assert {c.route for c in scripted_tgi.backend.calls} == {"/"}  # still TGI's native API
+    assert store.info.method["prompt_style"] == "instruct"  # chat-formatted prompts get instructions
+    assert store.last.rows == 2

@@ -415,6 +415,9 @@ def create_app(
             "version": __version__,
             "sha": None,
             "docker_label": None,
+            # Not in TGI: lets `hfadvisor run --chat-template server` render prompts like the model expects.
+            "chat_template": getattr(backend, "chat_template", None),
+            **(getattr(backend, "special_tokens", None) or {}),
         }
 
     @app.get("/health")

@@ -259,6 +259,16 @@ class EmbeddedBackend:
 
     # -- Backend protocol ---------------------------------------------------------------------
 
+    @property
+    def chat_template(self) -> str | None:
+        """The Jinja chat template, published in /info so TGI-API clients can render prompts."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        return template if isinstance(template, str) else None
+
+    @property
+    def special_tokens(self) -> dict[str, str | None]:
+        return {"bos_token": self.tokenizer.bos_token, "eos_token": self.tokenizer.eos_token}
+
     def apply_chat_template(self, messages: list[dict[str, str]]) -> str:
         """Render with the model's own template; a model without one cannot serve chat (422)."""
         if not getattr(self.tokenizer, "chat_template", None):
