@@ -54,3 +54,28 @@ def test_kill_mid_round_then_resume(tmp_path, scripted_tgi):
     assert len(set(ds["id"])) == ds.num_rows
     assert len(set(ds["prompt"])) == ds.num_rows
     assert RunStore.open(out, repair=False).rounds_done == rounds + 1
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path, scripted_tgi):
+    counter = iter(range(10**6))
+    scripted_tgi.backend.respond = lambda req: f" Generated line number {next(counter)} of the scripted model\n"
+    scripted_tgi.backend.delay = 0.05
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "hfadvisor", "run", "-o", str(out), "-e", scripted_tgi.url, "--rounds", "50"]
+    proc = subprocess.Popen(
+        args, env={**os.environ, "NO_PROXY": "127.0.0.1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "revisions" / "round-00002.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "resume" in stderr and "Traceback" not in stderr
+    done = RunStore.open(out).rounds_done
+    assert 3 <= done < 51
+    finish = cli("run", str(out), "-e", scripted_tgi.url)
+    assert finish.returncode == 0, finish.stderr
+    ds = hfadvisor.load_run(out)
+    assert sorted(set(ds["round"])) == list(range(51)) and len(set(ds["id"])) == ds.num_rows
