@@ -59,6 +59,9 @@ Concurrency = Annotated[int | None, typer.Option(help="max requests in flight [d
 Timeout = Annotated[float | None, typer.Option(help="seconds per request [default: 120]")]
 MaxAttempts = Annotated[int | None, typer.Option(help="attempts per call before giving up [default: 8]")]
 Seed = Annotated[int | None, typer.Option(help="seed for exemplar sampling and generation [default: 0]")]
+PipelineDepth = Annotated[
+    int | None, typer.Option(help="baseline: rounds generating at once; round r sees the pool of r-depth [default: 1]")
+]
 CardTemplate = Annotated[Path | None, typer.Option(help="dataset card Jinja template [default: built-in]")]
 PushToHub = Annotated[
     str | None, typer.Option(help="Hub dataset repo (org/name): push every round as its own commit and tag")
@@ -156,6 +159,7 @@ def _run_command(mode: str):
         timeout: Timeout = None,
         max_attempts: MaxAttempts = None,
         seed: Seed = None,
+        pipeline_depth: PipelineDepth = None,
         card_template: CardTemplate = None,
         push_to_hub: PushToHub = None,
         public: Public = None,
@@ -183,6 +187,7 @@ def _run_command(mode: str):
             "timeout": timeout,
             "max_attempts": max_attempts,
             "seed": seed,
+            "pipeline_depth": pipeline_depth if mode == "baseline" else None,
             "card_template": card_template,
             "push_to_hub": push_to_hub,
             "hub_private": False if public else None,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hfadvisor.errors import ConfigError
 
@@ -79,6 +79,9 @@ class RunConfig(_Strict):
     sampling: StageSampling = StageSampling()
     validation: Validation = Validation()
     seed: int = Field(0, description="seeds exemplar sampling and per-call generation seeds")
+    pipeline_depth: int = Field(
+        1, ge=1, le=1024, description="baseline only: rounds generating at once (round r sees the pool of r-depth)"
+    )
     # --- operational (not hashed) ---
     rounds: int = Field(3, ge=1, le=10_000_000, description="total generated rounds (round 0 holds the seeds)")
     endpoints: list[str] = Field(default_factory=list, description="TGI/OpenAI-compatible base URLs; empty = embedded")
@@ -129,6 +132,14 @@ class RunConfig(_Strict):
         "use_labels",
         "metrics",
     )
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> RunConfig:
+        if self.mode == "advisor" and self.pipeline_depth != 1:
+            raise ValueError(
+                "pipeline_depth applies to the baseline only: each advisor round needs the previous summary"
+            )
+        return self
 
     @property
     def effective_prompt_style(self) -> PromptStyle:

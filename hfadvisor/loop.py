@@ -91,27 +91,63 @@ class Runner:
         for text in store.iter_prompts():
             self.validator.remember(text)
         self.ledger_total = Ledger()
+        self.pool_len: dict[int, int] = {}  # round → pool size after it (the baseline's pipeline reads it)
         for rev in store.revisions():
             self.ledger_total = self.ledger_total.plus(rev.ledger)
+            self.pool_len[rev.round] = rev.pool_size
+        self.rows_total = sum(i.rows for i in store.index)
 
     async def run(self) -> None:
         for plugin in self.plugins:
             plugin.setup(self.store)
+        if self.config.mode == "baseline":
+            await self._run_baseline()
+            return
         while self.store.rounds_done <= self.config.rounds:
             r = self.store.rounds_done
             self.observer.round_started(r, self.config.rounds)
-            rev = await (self.advisor_round(r) if self.config.mode == "advisor" else self.baseline_round(r))
-            for plugin in self.plugins:
-                await plugin.after_commit(self.store, rev)
-            rows_total = sum(i.rows for i in self.store.index)
-            self.observer.round_done(rev, rows_total)
+            await self._finish(await self.advisor_round(r))
+
+    async def _finish(self, rev: Revision) -> None:
+        for plugin in self.plugins:
+            await plugin.after_commit(self.store, rev)
+        self.rows_total += rev.rows
+        self.observer.round_done(rev, self.rows_total)
+
+    async def _run_baseline(self) -> None:
+        """Self-Instruct rounds, up to `pipeline_depth` generating at once.
+
+        Round r draws its examples from the pool as it was after round r - depth, so it can
+        start as soon as that round is committed; rounds are still validated and committed in
+        order. The data depends on the depth, never on timing (depth 1 = the classic loop).
+        """
+        depth = self.config.pipeline_depth
+        last = self.store.rounds_done - 1
+        nxt = last + 1
+        inflight: dict[int, asyncio.Task[tuple[list[Any], Ledger, str, float]]] = {}
+        try:
+            while last < self.config.rounds:
+                while nxt <= self.config.rounds and nxt - depth <= last:
+                    limit = self.pool_len[max(nxt - depth, 0)]
+                    inflight[nxt] = asyncio.create_task(self._baseline_generate(nxt, limit))
+                    nxt += 1
+                r = last + 1
+                self.observer.round_started(r, self.config.rounds)
+                results, ledger, started, t0 = await inflight.pop(r)
+                await self._finish(self._baseline_commit(r, results, ledger, started, t0))
+                last = r
+        finally:
+            for task in inflight.values():
+                task.cancel()
+            await asyncio.gather(*inflight.values(), return_exceptions=True)
 
     # ------------------------------------------------------------------ stages
-    def _examples(self, r: int, slot: int) -> list[PoolEntry]:
+    def _examples(self, r: int, slot: int, pool_limit: int | None = None) -> list[PoolEntry]:
+        pool = self.pool if pool_limit is None else self.pool[:pool_limit]
         rng = random.Random(call_seed(self.config.seed, "examples", r, slot))
-        return rng.sample(self.pool, min(self.k, len(self.pool)))
+        return rng.sample(pool, min(self.k, len(pool)))
 
-    async def _weakness(self, r: int) -> tuple[str, int, str]:
+    async def _weakness(self, r: int, ledger: Ledger) -> tuple[str, int, str]:
         notes = [n for p in self.plugins if (n := p.weakness_feedback(r, self.summary))]
         prompt = weakness.build_prompt(self.preset, self.style, self.summary, "\n".join(notes) or None)
         stop = self.preset.stops(self.style, "weakness")
@@ -123,6 +159,7 @@ class Runner:
                 stage="weakness",
                 seed=call_seed(self.config.seed, "weakness", r, attempt),
                 stop=stop,
+                ledger=ledger,
             )
             parsed = weakness.parse(out.text, self.preset)
             if parsed:
@@ -137,19 +174,26 @@ class Runner:
             )
         return candidate, WEAKNESS_ATTEMPTS, prompt
 
-    async def _batch(self, r: int, stage: str, weakness_text: str | None) -> list[tuple[int, list[PoolEntry], str]]:
+    async def _batch(
+        self, r: int, stage: str, weakness_text: str | None, ledger: Ledger, pool_limit: int | None = None
+    ) -> list[tuple[int, list[PoolEntry], str]]:
         sampling = self.config.sampling.generate if stage == "generate" else self.config.sampling.selfinstruct
         stop = self.preset.stops(self.style, stage)
 
         async def one(slot: int) -> tuple[int, list[PoolEntry], str]:
-            examples = self._examples(r, slot)
+            examples = self._examples(r, slot, pool_limit)
             shots = [e.example() for e in examples]
             if stage == "generate":
                 prompt = generate.build_prompt(self.preset, self.style, shots, weakness_text or "")
             else:
                 prompt = selfinstruct.build_prompt(self.preset, self.style, shots)
             out = await self.client.complete(
-                prompt, sampling, stage=stage, seed=call_seed(self.config.seed, stage, r, slot), stop=stop
+                prompt,
+                sampling,
+                stage=stage,
+                seed=call_seed(self.config.seed, stage, r, slot),
+                stop=stop,
+                ledger=ledger,
             )
             return slot, examples, out.text
 
@@ -198,16 +242,16 @@ class Runner:
     # ------------------------------------------------------------------ rounds
     async def advisor_round(self, r: int) -> Revision:
         started, t0 = now(), time.monotonic()
-        before = self.client.ledger.snapshot()
+        ledger = Ledger()
         timings = Timings()
 
         self.observer.stage("weakness")
-        weak, attempts, weakness_prompt = await self._weakness(r)
+        weak, attempts, weakness_prompt = await self._weakness(r, ledger)
         timings.weakness = time.monotonic() - t0
 
         self.observer.stage("generate")
         t1 = time.monotonic()
-        results = await self._batch(r, "generate", weak)
+        results = await self._batch(r, "generate", weak, ledger)
         rows, rejects = self._validate(r, "generate", results, weak)
         timings.generate = time.monotonic() - t1
 
@@ -221,13 +265,14 @@ class Runner:
             stage="summarize",
             seed=call_seed(self.config.seed, "summarize", r),
             stop=self.preset.stops(self.style, "summarize"),
+            ledger=ledger,
         )
         mode = self.preset.prompt_set(self.style).summary_output
         update = summarize.parse(out.text, self.summary, weak, mode)
         timings.summarize = time.monotonic() - t2
 
         added = [PoolEntry(id=rows[0]["id"], prompt=rows[0]["prompt"], category=weak)] if rows else []
-        rev = self._revision(r, started, t0, before, timings, rows, rejects, weak, added)
+        rev = self._revision(r, started, t0, ledger, timings, rows, rejects, weak, added)
         rev.weakness_attempts = attempts
         rev.weakness_prompt = weakness_prompt
         rev.summary_sees_examples = self.config.summary_sees_examples
@@ -237,21 +282,25 @@ class Runner:
         rev = self._commit(rev, rows, rejects)
         self.summary = update.summary
         self.pool.extend(added)
+        self.pool_len[r] = len(self.pool)
         return rev
 
-    async def baseline_round(self, r: int) -> Revision:
+    async def _baseline_generate(self, r: int, pool_limit: int) -> tuple[list[Any], Ledger, str, float]:
         started, t0 = now(), time.monotonic()
-        before = self.client.ledger.snapshot()
-        timings = Timings()
+        ledger = Ledger()
         self.observer.stage("selfinstruct")
-        results = await self._batch(r, "selfinstruct", None)
+        results = await self._batch(r, "selfinstruct", None, ledger, pool_limit)
+        return results, ledger, started, t0
+
+    def _baseline_commit(self, r: int, results: list[Any], ledger: Ledger, started: str, t0: float) -> Revision:
+        timings = Timings(generate=time.monotonic() - t0)
         rows, rejects = self._validate(r, "selfinstruct", results, None)
-        timings.generate = time.monotonic() - t0
         added = [PoolEntry(id=row["id"], prompt=row["prompt"], category=None) for row in rows]
-        rev = self._revision(r, started, t0, before, timings, rows, rejects, None, added)
+        rev = self._revision(r, started, t0, ledger, timings, rows, rejects, None, added)
         rev.summary_source = "unchanged"
         rev = self._commit(rev, rows, rejects)
         self.pool.extend(added)
+        self.pool_len[r] = len(self.pool)
         return rev
 
     def _revision(
@@ -259,7 +308,7 @@ class Runner:
         r: int,
         started: str,
         t0: float,
-        before: Ledger,
+        ledger: Ledger,
         timings: Timings,
         rows: list[dict[str, Any]],
         rejects: list[dict[str, Any]],
@@ -291,7 +340,7 @@ class Runner:
             started_at=started,
             finished_at=now(),
             timings=timings,
-            ledger=self.client.ledger.minus(before),
+            ledger=ledger,
         )
 
     def _commit(self, rev: Revision, rows: list[dict[str, Any]], rejects: list[dict[str, Any]]) -> Revision:

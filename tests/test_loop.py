@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 
 import pytest
 from fixtures_tgi import Fault, ScriptedBackend
 from helpers import free_port
 
 import hfadvisor
-from hfadvisor.errors import EndpointError
+from hfadvisor.errors import ConfigError, EndpointError
 from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.store import RunStore
 
@@ -268,3 +269,36 @@ def test_tgi_api_with_the_servers_chat_template(tmp_path, scripted_tgi, script):
     assert {c.route for c in scripted_tgi.backend.calls} == {"/"}  # still TGI's native API
     assert store.info.method["prompt_style"] == "instruct"  # chat-formatted prompts get instructions
     assert store.last.rows == 2
+
+
+def test_pipelined_baseline_is_deterministic_and_lags_the_pool(tmp_path, scripted_tgi):
+    import random as _random
+
+    def answer(req: GenerationRequest) -> str:
+        time.sleep(_random.random() * 0.01)  # answers arrive in a different order each run
+        return f" A distinct self-instruct query with seed {req.seed} and {len(req.prompt)} chars\n"
+
+    scripted_tgi.backend.respond = answer
+    depth, rounds, batch = 3, 8, 4
+    a = hfadvisor.run(
+        tmp_path / "a", mode="baseline", endpoints=[scripted_tgi.url], rounds=rounds, batch_size=batch,
+        pipeline_depth=depth, concurrency=64,
+    )  # fmt: skip
+    b = hfadvisor.run(
+        tmp_path / "b", mode="baseline", endpoints=[scripted_tgi.url], rounds=rounds, batch_size=batch,
+        pipeline_depth=depth, concurrency=3,
+    )  # fmt: skip
+    rows_a = hfadvisor.load_run(tmp_path / "a").to_list()
+    rows_b = hfadvisor.load_run(tmp_path / "b").to_list()
+    strip = lambda rows: [
+        (r["round"], r["slot"], r["prompt"], [e.split("-", 1)[1] for e in r["exemplar_ids"]]) for r in rows
+    ]  # noqa: E731
+    assert strip(rows_a) == strip(rows_b)  # same data whatever the timing and concurrency
+    round_of = {r["id"]: r["round"] for r in rows_a}
+    for row in rows_a:
+        if row["round"] > 0:
+            assert all(round_of[e] <= max(row["round"] - depth, 0) for e in row["exemplar_ids"])
+    assert [r.round for r in a.revisions()] == list(range(rounds + 1))
+    assert sum(rev.ledger.requests for rev in a.revisions()) == rounds * batch
+    with pytest.raises(ConfigError, match="baseline only"):
+        hfadvisor.run(tmp_path / "c", endpoints=[scripted_tgi.url], pipeline_depth=2)

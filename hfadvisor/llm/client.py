@@ -210,9 +210,21 @@ class LLMClient:
         return min(healthy, key=lambda e: (e.in_flight, (self._endpoints.index(e) + self._rr) % len(self._endpoints)))
 
     async def complete(
-        self, prompt: str, sampling: Sampling, *, stage: str, seed: int | None = None, stop: list[str] | None = None
+        self,
+        prompt: str,
+        sampling: Sampling,
+        *,
+        stage: str,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+        ledger: Ledger | None = None,
     ) -> Completion:
-        """One generation, retried on transient failures; raises EndpointError when giving up."""
+        """One generation, retried on transient failures; raises EndpointError when giving up.
+
+        Everything is counted in the client's ledger and, if given, also in `ledger` (e.g. the
+        ledger of the round the call belongs to, when rounds overlap).
+        """
+        ledgers = [self.ledger] if ledger is None else [self.ledger, ledger]
         stops = list(dict.fromkeys([*sampling.stop, *(stop or [])]))
         attempts = 0
         started = time.monotonic()
@@ -220,16 +232,16 @@ class LLMClient:
             retry=retry_if_exception_type(TransientError),
             wait=_WaitRetryAfter(self.retry),
             stop=stop_after_attempt(self.retry.max_attempts) | stop_after_delay(self.retry.give_up_after),
-            before_sleep=self._before_sleep,
+            before_sleep=lambda state: self._before_sleep(state, ledgers),
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    return await self._attempt(prompt, sampling, stops, stage, seed, attempts)
+                    return await self._attempt(prompt, sampling, stops, stage, seed, attempts, ledgers)
         except TransientError as e:
-            self.ledger.failures += 1
+            _bump(ledgers, "failures")
             elapsed = time.monotonic() - started
             raise EndpointError(
                 f"{stage} call failed after {attempts} attempts in {elapsed:.0f}s ({e}); the run stopped cleanly "
@@ -237,20 +249,27 @@ class LLMClient:
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _before_sleep(self, state: RetryCallState) -> None:
-        self.ledger.retries += 1
+    def _before_sleep(self, state: RetryCallState, ledgers: list[Ledger]) -> None:
+        _bump(ledgers, "retries")
         if state.next_action is not None:
-            self.ledger.backoff_total += state.next_action.sleep
+            _bump(ledgers, "backoff_total", state.next_action.sleep)
 
     async def _attempt(
-        self, prompt: str, sampling: Sampling, stops: list[str], stage: str, seed: int | None, attempt: int
+        self,
+        prompt: str,
+        sampling: Sampling,
+        stops: list[str],
+        stage: str,
+        seed: int | None,
+        attempt: int,
+        ledgers: list[Ledger],
     ) -> Completion:
         ep = self._pick()
         greedy = sampling.temperature == 0.0
         top_p = sampling.top_p if sampling.top_p is not None and sampling.top_p < 1.0 and not greedy else None
         async with self._sem:
             ep.in_flight += 1
-            self.ledger.attempts += 1
+            _bump(ledgers, "attempts")
             t0 = time.monotonic()
             try:
                 if self.api == "chat":
@@ -258,11 +277,12 @@ class LLMClient:
                 else:
                     text, ptok, ctok, finish = await self._tgi(ep, prompt, sampling, stops, top_p, seed, greedy)
             except Exception as e:
-                raise self._classify(e, ep) from None
+                raise self._classify(e, ep, ledgers) from None
             finally:
                 ep.in_flight -= 1
         latency = time.monotonic() - t0
-        self.ledger.record_success(stage, ep.name, latency, ptok, ctok)
+        for led in ledgers:
+            led.record_success(stage, ep.name, latency, ptok, ctok)
         return Completion(text, ctok, ptok, finish, ep.name, latency, attempt)
 
     async def _tgi(
@@ -312,14 +332,14 @@ class LLMClient:
         ctok = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
         return _strip_stops(text, stops), ptok, ctok, out.choices[0].finish_reason
 
-    def _classify(self, exc: Exception, ep: _Endpoint) -> Exception:
+    def _classify(self, exc: Exception, ep: _Endpoint, ledgers: list[Ledger]) -> Exception:
         """Turn a client exception into TransientError (retry) or EndpointError (stop now)."""
         http = exc if isinstance(exc, HfHubHTTPError) else exc.__cause__
         if isinstance(exc, InferenceTimeoutError | httpx2.TimeoutException):
-            self.ledger.timeouts += 1
+            _bump(ledgers, "timeouts")
             return TransientError(f"timeout from {ep.name}", "timeout")
         if isinstance(exc, httpx2.TransportError):
-            self.ledger.connection_errors += 1
+            _bump(ledgers, "connection_errors")
             if isinstance(exc, httpx2.ConnectError):
                 ep.benched_until = time.monotonic() + BENCH_SECONDS
             return TransientError(f"connection error from {ep.name}: {type(exc).__name__}", "connection")
@@ -328,7 +348,7 @@ class LLMClient:
             retry_after = parse_retry_after(http.response.headers.get("Retry-After"))
             if status in RETRYABLE_STATUS:
                 if status in (429, 503):
-                    self.ledger.rate_limited += 1
+                    _bump(ledgers, "rate_limited")
                 return TransientError(f"HTTP {status} from {ep.name}", f"http_{status}", retry_after)
             hint = {
                 401: "the token was rejected: set HF_TOKEN or run `hf auth login`",
@@ -337,18 +357,23 @@ class LLMClient:
                 422: "the server refused the parameters",
             }.get(status, "the server refused the request")
             detail = _error_detail(http)
-            self.ledger.failures += 1
+            _bump(ledgers, "failures")
             return EndpointError(f"endpoint {ep.name} answered HTTP {status}: {hint}{detail}")
         if isinstance(exc, TextGenerationError):
-            self.ledger.rate_limited += 1
+            _bump(ledgers, "rate_limited")
             return TransientError(f"{type(exc).__name__} from {ep.name}", "generation")
         if isinstance(exc, ValueError | KeyError | TypeError | UnicodeDecodeError | json.JSONDecodeError):
-            self.ledger.malformed += 1
+            _bump(ledgers, "malformed")
             return TransientError(f"malformed answer from {ep.name}: {str(exc)[:80]}", "malformed")
         if isinstance(exc, EndpointError):
             return exc
-        self.ledger.failures += 1
+        _bump(ledgers, "failures")
         return EndpointError(f"unexpected error from {ep.name}: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _bump(ledgers: list[Ledger], field: str, amount: float = 1) -> None:
+    for led in ledgers:
+        setattr(led, field, getattr(led, field) + amount)
 
 
 def _error_detail(http: HfHubHTTPError) -> str:
