@@ -284,15 +284,16 @@ def test_pipelined_baseline_is_deterministic_and_lags_the_pool(tmp_path, scripte
         tmp_path / "a", mode="baseline", endpoints=[scripted_tgi.url], rounds=rounds, batch_size=batch,
         pipeline_depth=depth, concurrency=64,
     )  # fmt: skip
-    b = hfadvisor.run(
+    hfadvisor.run(
         tmp_path / "b", mode="baseline", endpoints=[scripted_tgi.url], rounds=rounds, batch_size=batch,
         pipeline_depth=depth, concurrency=3,
     )  # fmt: skip
     rows_a = hfadvisor.load_run(tmp_path / "a").to_list()
     rows_b = hfadvisor.load_run(tmp_path / "b").to_list()
-    strip = lambda rows: [
-        (r["round"], r["slot"], r["prompt"], [e.split("-", 1)[1] for e in r["exemplar_ids"]]) for r in rows
-    ]  # noqa: E731
+
+    def strip(rows: list[dict]) -> list[tuple]:
+        return [(r["round"], r["slot"], r["prompt"], [e.split("-", 1)[1] for e in r["exemplar_ids"]]) for r in rows]
+
     assert strip(rows_a) == strip(rows_b)  # same data whatever the timing and concurrency
     round_of = {r["id"]: r["round"] for r in rows_a}
     for row in rows_a:
