@@ -143,6 +143,7 @@ class LoggedRequest:
     json: Any  # the parsed body, or None when empty / not JSON
     time: float  # time.monotonic() at arrival
     fault: Fault | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class FaultInjector:
@@ -170,7 +171,8 @@ class FaultInjector:
         fault = next((f for f in self.faults if f.method in ("*", method)), None)
         if fault is not None:
             self.faults.remove(fault)
-        self.requests.append(LoggedRequest(method, scope["path"], parsed, time.monotonic(), fault))
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        self.requests.append(LoggedRequest(method, scope["path"], parsed, time.monotonic(), fault, headers))
         _ROUTE.set(scope["path"])
         replayed = False
 
