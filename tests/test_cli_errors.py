@@ -59,6 +59,12 @@ def test_seed_files(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00bad")
     proc = cli("run", "--seed-pool", str(binary), "-o", str(out), "-e", "http://127.0.0.1:9")
     assert proc.returncode == 2 and "UTF-8" in _one_error_line(proc)
+    huge = tmp_path / "huge.txt"
+    with huge.open("w") as f:
+        for i in range(600_000):
+            f.write(f"seed query number {i} which is long enough to count\n")
+    proc = cli("run", "--seed-pool", str(huge), "-o", str(out), "-e", "http://127.0.0.1:9")
+    assert proc.returncode == 2 and "MB" in _one_error_line(proc)
     assert not out.exists()
 
 

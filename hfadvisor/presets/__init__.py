@@ -20,6 +20,8 @@ from hfadvisor.errors import ConfigError
 
 STAGES = ("weakness", "generate", "summarize", "selfinstruct")
 DELIMITER = "END"
+MAX_SEED_BYTES = 10_000_000  # a seed file is a few hundred lines; beyond this it is a mistake
+MAX_SEED_LINES = 100_000
 
 
 class SeedExample(BaseModel):
@@ -143,6 +145,11 @@ def _read_lines(path: str, what: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{what} file {p} not found")
+    size = p.stat().st_size
+    if size > MAX_SEED_BYTES:
+        raise ConfigError(
+            f"{what} file {p} is {size / 1e6:.0f} MB; seed files hold examples, at most {MAX_SEED_BYTES // 1_000_000} MB"
+        )
     try:
         lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
     except UnicodeDecodeError:
@@ -150,6 +157,8 @@ def _read_lines(path: str, what: str) -> list[str]:
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     if not lines:
         raise ConfigError(f"{what} file {p} is empty: put one entry per line")
+    if len(lines) > MAX_SEED_LINES:
+        raise ConfigError(f"{what} file {p} has {len(lines)} entries; at most {MAX_SEED_LINES} are supported")
     return lines
 
 
