@@ -1,0 +1,122 @@
+"""Plotly figures of a run's coverage: built from `data`'s tables, so they show exactly what the tables say.
+
+Plotly because Gradio renders its figures natively in the browser (zoom, hover) with no image
+round-trip; category names are model text, which plotly renders as text, not markup.
+"""
+
+from __future__ import annotations
+
+import html
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from hfadvisor.space.data import RunView, coverage, coverage_basis, rows_per_category
+
+COLORS = ["#2563eb", "#ea580c", "#16a34a", "#9333ea"]
+LAYOUT = {"template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 60, "b": 40}, "height": 380}
+
+
+def _esc(text: str) -> str:
+    """Plotly interprets a few HTML tags in labels; model text must stay text."""
+    return html.escape(text, quote=False)
+
+
+def categories_over_rounds(view: RunView, selected: int | None = None) -> go.Figure:
+    """Categories covered and rows, round by round, with the selected round marked."""
+    cov = coverage(view)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("categories covered", "rows (total)"))
+    fig.add_trace(
+        go.Scatter(x=cov["round"], y=cov["categories covered"], mode="lines+markers", name="categories covered"),
+        row=1,
+        col=1,
+    )
+    if cov["summary lines"].notna().any():
+        fig.add_trace(
+            go.Scatter(
+                x=cov["round"], y=cov["summary lines"], mode="lines", name="summary lines", line={"dash": "dot"}
+            ),
+            row=1,
+            col=1,
+        )
+    fig.add_trace(go.Bar(x=cov["round"], y=cov["rows"], name="rows", marker_color=COLORS[2]), row=1, col=2)
+    if selected is not None:
+        for col in (1, 2):
+            fig.add_vline(x=selected, line_dash="dash", line_color="#888", row=1, col=col)  # type: ignore[arg-type]
+    fig.update_xaxes(title_text="round", dtick=1 if view.last_round <= 20 else None)
+    fig.update_layout(title=_esc(f"Coverage over rounds ({coverage_basis(view)})"), **LAYOUT)
+    return fig
+
+
+def category_bars(view: RunView, upto: int) -> go.Figure:
+    """Rows per category in rounds 0..upto."""
+    per = rows_per_category(view, upto)
+    fig = go.Figure(
+        go.Bar(x=per["rows"], y=[_esc(c) for c in per["category"]], orientation="h", marker_color=COLORS[0])
+    )
+    fig.update_yaxes(autorange="reversed")
+    layout = {**LAYOUT, "height": max(300, 60 + 22 * len(per))}
+    fig.update_layout(title=f"Rows per category, rounds 0–{upto}", **layout)
+    return fig
+
+
+def compare_coverage(views: list[RunView]) -> go.Figure:
+    """Runs side by side: categories covered and diversity (distinct-2) over rounds."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("categories covered", "distinct-2 (diversity)"))
+    for i, view in enumerate(views):
+        cov = coverage(view)
+        name = _esc(f"{view.info.mode}: {view.label}")
+        color = COLORS[i % len(COLORS)]
+        fig.add_trace(
+            go.Scatter(
+                x=cov["round"],
+                y=cov["categories covered"],
+                mode="lines+markers",
+                name=name,
+                line={"color": color},
+                legendgroup=str(i),
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=cov["round"],
+                y=cov["distinct-2"],
+                mode="lines+markers",
+                name=name,
+                line={"color": color},
+                legendgroup=str(i),
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
+    fig.update_xaxes(title_text="round")
+    fig.update_layout(title="Advisor vs baseline: coverage and diversity over rounds", **LAYOUT)
+    return fig
+
+
+def compare_categories(views: list[RunView]) -> go.Figure:
+    """Rows per category of each run (its last round), one panel per run."""
+    titles = [_esc(f"{v.info.mode}: {v.label}") for v in views]
+    fig = make_subplots(rows=1, cols=len(views), subplot_titles=titles, horizontal_spacing=0.25)
+    longest = 0
+    for i, view in enumerate(views):
+        per = rows_per_category(view)
+        longest = max(longest, len(per))
+        fig.add_trace(
+            go.Bar(
+                x=per["rows"],
+                y=[_esc(c) for c in per["category"]],
+                orientation="h",
+                marker_color=COLORS[i % len(COLORS)],
+                showlegend=False,
+            ),
+            row=1,
+            col=i + 1,
+        )
+        fig.update_yaxes(autorange="reversed", row=1, col=i + 1)
+    layout = {**LAYOUT, "height": max(320, 80 + 22 * longest)}
+    fig.update_layout(title="Rows per category", **layout)
+    return fig
