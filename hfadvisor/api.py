@@ -233,7 +233,13 @@ def run(
 
 
 def load_run(path: str | Path, round: int | None = None) -> datasets.Dataset:
-    """The rows of rounds 0..`round` (default: all complete rounds) as a `datasets.Dataset`."""
+    """The rows of rounds 0..`round` (default: all complete rounds) as a `datasets.Dataset`.
+
+    Once `hfadvisor respond` has answered the run, a `response` column holds the answers
+    (null for rows not answered yet).
+    """
+    from hfadvisor.respond import attach_responses
+
     store = RunStore.open(path, repair=False)
-    table = store.table(round)
-    return datasets.Dataset(datasets.table.InMemoryTable(table), info=datasets.DatasetInfo(features=ROW_FEATURES))
+    table, features = attach_responses(store, store.table(round), ROW_FEATURES)
+    return datasets.Dataset(datasets.table.InMemoryTable(table), info=datasets.DatasetInfo(features=features))
