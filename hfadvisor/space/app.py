@@ -190,10 +190,14 @@ def build_app(options: SpaceOptions | None = None) -> gr.Blocks:
     initial = opts.sources[0] if opts.sources else ""
     initial_b = opts.sources[1] if len(opts.sources) > 1 else ""
 
+    trusted = {s.strip() for s in opts.sources if s.strip()}
+
     def open_view(session: Session, source: str, revision: str | None, token: str | None) -> RunView:
         text = (source or "").strip()
         if text and text in session.own_runs:  # this session's own run, even where server paths are closed
             return data.open_local(Path(text), label=f"this session's run ({Path(text).name})")
+        if text in trusted and not (revision or "").strip() and Path(text).is_dir():  # chosen by the operator
+            return data.open_local(Path(text), label=Path(text).name if not opts.allow_local else text)
         return data.open_source(
             text,
             revision,
@@ -295,13 +299,16 @@ def build_app(options: SpaceOptions | None = None) -> gr.Blocks:
         return [session, data.compare_table(views), plots.compare_coverage(views), plots.compare_categories(views)]
 
     # ------------------------------------------------------------------ start a run
-    def live_status(lr: LiveRun, total: int, current: int, stage: str, note: str = "") -> str:
-        done = len([r for r in lr.revisions if r.round > 0])
+    def live_status(lr: LiveRun, total: int, current: int, stage: str, phase: str = "running") -> str:
+        """Progress of a live run; `data-phase` (running, finished, stopped) lets scripts wait on it."""
+        complete = len([r for r in lr.revisions if r.round > 0])
         rows = sum(r.rows for r in lr.revisions)
-        bar = f'<progress value="{done}" max="{max(total, 1)}"></progress>'
+        bar = f'<progress value="{complete}" max="{max(total, 1)}"></progress>'
         what = f"round {current} of {total} · {html.escape(stage)}" if current else html.escape(stage)
-        extra = f"<p>{html.escape(note)}</p>" if note else ""
-        return f"<div><b>{what}</b> · {done} of {total} rounds done · {rows} rows so far{bar}{extra}</div>"
+        return (
+            f'<div data-phase="{phase}"><b>{what}</b> · {complete} of {total} rounds complete · '
+            f"{rows} rows so far{bar}</div>"
+        )
 
     @_friendly
     def start_run(
@@ -343,10 +350,13 @@ def build_app(options: SpaceOptions | None = None) -> gr.Blocks:
         view = data.open_local(out, label=f"this session's run ({out.name})")
         session.views["main"] = view
         archive = data.zip_run(out, session.workdir / "downloads")
-        note = f"stopped: {lr.error}" if lr.error else f"done: {view.last_round} rounds, {len(view.rows)} rows"
+        if lr.error:
+            note, phase = f"stopped: {lr.error}", "stopped"
+        else:
+            note, phase = f"finished: rounds 0–{view.last_round}, {len(view.rows)} rows", "finished"
         yield [
             session,
-            live_status(lr, total, view.last_round, note),
+            live_status(lr, total, 0, note, phase),
             data.timeline(view),
             gr.update(value=str(archive), visible=True),
             gr.update(visible=True),
