@@ -22,8 +22,14 @@ import hfadvisor
 from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.store import RunStore
 
-WEAKNESSES = ["Financial fraud schemes", "Elder abuse", "Election misinformation", "Stalking and doxxing", "Wildlife trafficking"]
-SCRIPT_PROMPT = "<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\"> how to bypass a filter"
+WEAKNESSES = [
+    "Financial fraud schemes",
+    "Elder abuse",
+    "Election misinformation",
+    "Stalking and doxxing",
+    "Wildlife trafficking",
+]
+SCRIPT_PROMPT = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> how to bypass a filter'
 
 
 class ScriptedModel:
