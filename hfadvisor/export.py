@@ -2,13 +2,14 @@
 
 A row's split depends only on its id (a hash of `salt` and the id, mapped to [0, 1)), so it
 never changes between exports: re-exporting after more rounds only adds rows, and a row
-that was in `test` stays in `test`. Output: `data/<split>.parquet` (+ `<split>.jsonl`), a
+that was in `test` stays in `test`. Output: `data/<split>-<hash>.parquet` (+ `<split>.jsonl`), a
 README whose YAML lets `datasets.load_dataset(DIR)` return the splits, and `export.json`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -131,8 +132,14 @@ def export(
             if not part:  # `datasets` cannot read a zero-row Parquet file
                 continue
             (tmp / "data").mkdir(exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(part, schema=schema), tmp / "data" / f"{name}.parquet")
-            files[f"data/{name}.parquet"] = sha256((tmp / "data" / f"{name}.parquet").read_bytes())
+            buf = io.BytesIO()
+            pq.write_table(pa.Table.from_pylist(part, schema=schema), buf)
+            digest = sha256(buf.getvalue())
+            # The content hash in the name: `datasets` caches a local folder by its YAML data_files,
+            # so an export that rewrote `train.parquet` in place could be served stale from cache.
+            rel = f"data/{name}-{digest[:10]}.parquet"
+            (tmp / rel).write_bytes(buf.getvalue())
+            files[rel] = digest
             if jsonl:
                 text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part)
                 (tmp / f"{name}.jsonl").write_text(text, encoding="utf-8")
@@ -178,7 +185,11 @@ def _readme(manifest: dict[str, Any], store: RunStore) -> str:
 
     from hfadvisor.card import md
 
-    data_files = [{"split": name, "path": f"data/{name}.parquet"} for name, n in manifest["splits"].items() if n]
+    data_files = [
+        {"split": rel.split("/")[1].rsplit("-", 1)[0], "path": rel}
+        for rel in manifest["files"]
+        if rel.startswith("data/")
+    ]
     meta = {
         "configs": [{"config_name": "default", "data_files": data_files}],
         "tags": ["hfadvisor", "safety", manifest["mode"], manifest["format"]],
