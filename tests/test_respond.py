@@ -199,9 +199,12 @@ def test_export_refuses_foreign_directory_and_prompts_format(run_dir, tmp_path):
 
 
 def test_cli_respond_and_export(run_dir, target, template_file, tmp_path):
-    res = cli("respond", str(run_dir), "--endpoint", target.url, "--chat-template", str(template_file))
+    res = cli("respond", str(run_dir), "--endpoint", target.url)
     assert res.returncode == 0, res.stderr
     assert "19/19 rows answered" in res.stderr
+    # no --chat-template: the template the server publishes in /info
+    assert json.loads((run_dir / "responses/config.json").read_text())["chat_template"].startswith("server sha256:")
+    assert target.backend.requests[0].prompt.startswith("<|user|>\n")
     res = cli("export", str(run_dir), "--output", str(tmp_path / "x"), "--splits", "0.5,0.5,0")
     assert res.returncode == 0, res.stderr
     # test gets 0%: no file for it (datasets cannot read an empty Parquet file)
