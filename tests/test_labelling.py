@@ -54,7 +54,8 @@ def script(scripted_tgi) -> Script:
 
 
 def make_run(path: Path, url: str, rounds: int, **kw: Any) -> RunStore:
-    return hfadvisor.run(path, endpoints=[url], rounds=rounds, batch_size=4, **kw)
+    """A quick run; metrics are off (they load an embedding model and are tested elsewhere)."""
+    return hfadvisor.run(path, endpoints=[url], rounds=rounds, batch_size=4, metrics=False, **kw)
 
 
 def name(prefix: str) -> str:
@@ -256,6 +257,33 @@ def test_label_every_pushes_and_pulls_during_the_run(
     assert labels is not None and labels.manifest.pull == 1 and labels.rows == []  # nothing labelled yet
     assert labels.manifest.rounds_in_run == 3  # pulled after round 2 (rounds 0..2); unchanged after round 3
     assert_no_secret(argilla_server.owner_key, run_dir=out)
+
+
+def test_queue_failure_mid_run_warns_and_the_run_goes_on(
+    tmp_path: Path,
+    scripted_tgi,
+    script: Script,
+    argilla_server: ArgillaServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A push that fails during a run (here: the dataset is not ours) is logged; generation is not stopped."""
+    for k, v in env(argilla_server).items():
+        monkeypatch.setenv(k, v)
+    client = rg.Argilla(api_url=argilla_server.url, api_key=argilla_server.owner_key)
+    dataset = name("taken")
+    settings = rg.Settings(
+        fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="ok", labels=["a", "b"])]
+    )
+    rg.Dataset(name=dataset, workspace=WS, settings=settings, client=client).create()
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="hfadvisor.labelling"):
+        store = make_run(out, scripted_tgi.url, rounds=2, label_every=1, argilla_dataset=dataset, argilla_workspace=WS)
+    assert store.rounds_done == 3
+    warnings = [r.getMessage() for r in caplog.records if r.name == "hfadvisor.labelling"]
+    assert len(warnings) == 2 and all("is not an hfadvisor labelling dataset" in w for w in warnings)
+    assert "labelling skipped after round 1" in warnings[0] and "the rows go with the next push" in warnings[0]
+    assert_no_secret(argilla_server.owner_key, caplog.text, run_dir=out)
 
 
 def test_interrupted_push_completes_without_duplicates(

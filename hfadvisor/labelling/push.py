@@ -99,8 +99,8 @@ def open_dataset(
     name: str,
     workspace: str | None,
     min_submitted: int | None,
-) -> tuple[rg.Dataset, str, bool]:
-    """Get or create the labelling dataset; apply a changed task distribution."""
+) -> tuple[rg.Dataset, str, bool, list[str]]:
+    """Get or create the labelling dataset, apply a changed task distribution; + its category labels."""
     import argilla as rg
     from argilla._exceptions import ConflictError
 
@@ -120,12 +120,12 @@ def open_dataset(
                 ds = lc.find_dataset(client, conn, ws, name)
         if ds is None:
             raise LabellingError(f"Argilla dataset {name!r} could not be created in workspace {ws.name!r}")
-    schema.check(ds, str(ws.name))
+    labels = schema.check(ds, str(ws.name))
     if min_submitted and ds.settings.distribution.min_submitted != min_submitted:
         with lc.errors(conn, f"setting the task distribution of {name!r}"):
             ds.settings.distribution = rg.TaskDistribution(min_submitted=min_submitted)
             ds.update()
-    return ds, str(ws.name), created
+    return ds, str(ws.name), created, labels
 
 
 def push(
@@ -152,8 +152,8 @@ def push(
     client = client or lc.connect(conn)
     try:
         t0 = time.monotonic()
-        ds, ws_name, created = open_dataset(client, conn, store, name, workspace, min_submitted)
-        labels = set(schema.check(ds, ws_name))
+        ds, ws_name, created, category_labels = open_dataset(client, conn, store, name, workspace, min_submitted)
+        labels = set(category_labels)
         with_response = ds.settings.fields["response"] is not None
         with lc.errors(conn, f"listing the records of {name!r}"):
             have = existing_ids(ds, rounds) if rows and not created else set()
