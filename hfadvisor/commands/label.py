@@ -58,7 +58,7 @@ def push_cmd(
     min_submitted: Annotated[
         int | None, typer.Option(help="submitted responses a record needs to be complete (default: 1)")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="records per request (max 500)")] = 200,
+    batch_size: Annotated[int, typer.Option(help="records per request (max 500)")] = 100,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:

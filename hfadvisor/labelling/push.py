@@ -26,7 +26,7 @@ from hfadvisor.store import RunStore
 if TYPE_CHECKING:
     import argilla as rg
 
-BATCH_SIZE = 200
+BATCH_SIZE = 100
 MAX_BATCH = 500  # the SDK's MAX_RECORDS_PER_UPSERT_BULK
 LIST_BATCH = 500
 
@@ -148,10 +148,10 @@ def push(
     name = dataset or default_dataset(store)
     rows = select_rows(store, rounds)
     conn = conn or lc.resolve()
+    t0 = time.monotonic()
     own_client = client is None
     client = client or lc.connect(conn)
     try:
-        t0 = time.monotonic()
         ds, ws_name, created, category_labels = open_dataset(client, conn, store, name, workspace, min_submitted)
         labels = set(category_labels)
         with_response = ds.settings.fields["response"] is not None
@@ -168,6 +168,8 @@ def push(
             for rec in batch:
                 rec.dataset = ds  # resolves question names to ids for the suggestions
                 models.append(rec.api_model())
+            # The SDK's bulk upsert (what `records.log` calls) without `log`'s tqdm bar on stderr,
+            # which would garble a run's live display; batches are ours so progress can be reported.
             with lc.errors(conn, f"sending records to {name!r}"):
                 client.api.records.bulk_upsert(dataset_id=ds.id, records=models)
             done += len(batch)
