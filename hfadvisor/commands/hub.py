@@ -1,0 +1,90 @@
+"""`hfadvisor push RUN_DIR org/name` and `hfadvisor pull org/name [--revision TAG] RUN_DIR`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hfadvisor.errors import HFAdvisorError
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(e: HFAdvisorError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {e}", markup=True)
+    return typer.Exit(e.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "push",
+        help="Push every round of a run that the Hub repo lacks: one commit and one tag (round-0007) per round.",
+    )
+    def push(
+        run_dir: Annotated[Path, typer.Argument(help="run directory")],
+        repo_id: Annotated[str, typer.Argument(help="Hub dataset repo, namespace/name (created private if new)")],
+        public: Annotated[bool, typer.Option("--public", help="create the repo public (default: private)")] = False,
+        tag_prefix: Annotated[str, typer.Option(help="tag name prefix; tags are PREFIX + 4-digit round")] = "round-",
+        card_template: Annotated[
+            Path | None, typer.Option(help="dataset card Jinja template the run used [default: built-in]")
+        ] = None,
+        max_attempts: Annotated[int, typer.Option(help="attempts per push on transient Hub errors")] = 5,
+    ) -> None:
+        from hfadvisor.hub.publish import PushedRound, push_run
+
+        t0 = time.monotonic()
+
+        def report(p: PushedRound) -> None:
+            what = f"{p.bytes / 1024:.1f} KiB" if p.committed else "tag only: the commit was already there"
+            err.print(f"round {p.round} → {repo_id}@{p.tag} ({what}, {p.seconds:.2f}s)", markup=False)
+
+        try:
+            pushed = push_run(
+                run_dir,
+                repo_id,
+                private=not public,
+                tag_prefix=tag_prefix,
+                card_template=card_template,
+                max_attempts=max_attempts,
+                on_round=report,
+            )
+        except HFAdvisorError as e:
+            raise _fail(e) from None
+        if not pushed:
+            err.print(f"{repo_id} already has every round of {run_dir}", markup=False)
+            return
+        sent = sum(p.bytes for p in pushed) / 1024
+        err.print(
+            f"pushed {len(pushed)} rounds to {repo_id} ({sent:.1f} KiB, {time.monotonic() - t0:.1f}s); "
+            f'load one with datasets.load_dataset("{repo_id}", revision="{pushed[-1].tag}")',
+            markup=False,
+        )
+
+    @app.command(
+        "pull",
+        help="Restore a run from the Hub (rows, summary, pool, config) into a new directory, to continue it there.",
+    )
+    def pull(
+        repo_id: Annotated[str, typer.Argument(help="Hub dataset repo written by `hfadvisor push`")],
+        run_dir: Annotated[Path, typer.Argument(help="new run directory")],
+        revision: Annotated[
+            str | None, typer.Option(help="tag (round-0007), branch or commit to restore [default: main]")
+        ] = None,
+    ) -> None:
+        from hfadvisor.hub.pull import pull_run
+
+        try:
+            store = pull_run(repo_id, run_dir, revision=revision)
+        except HFAdvisorError as e:
+            raise _fail(e) from None
+        rows = sum(i.rows for i in store.index)
+        cmd = "run" if store.info.mode == "advisor" else "baseline"
+        err.print(
+            f"pulled rounds 0..{store.rounds_done - 1} ({rows} rows) of run {store.info.run_id[:8]} into {run_dir}; "
+            f"continue with `hfadvisor {cmd} {run_dir}` (add --push-to-hub {repo_id} to keep publishing)",
+            markup=False,
+        )

@@ -1,0 +1,63 @@
+"""`--push-to-hub org/name`: push each round to the Hub as soon as it is committed locally.
+
+Everything checkable (token, endpoint, write access, repo content, visibility) is checked
+when the plugin is built, before the run writes anything. A round that cannot be pushed
+stops the run with the round kept locally; `hfadvisor push` uploads it later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from hfadvisor.config import RunConfig
+from hfadvisor.hub.errors import HubError
+from hfadvisor.hub.publish import HubPublisher, PushedRound
+from hfadvisor.plugins import Plugin
+from hfadvisor.records import Revision
+from hfadvisor.store import RunStore
+
+
+class HubPlugin(Plugin):
+    name = "hub"
+
+    def __init__(self, config: RunConfig) -> None:
+        assert config.push_to_hub
+        self.publisher = HubPublisher(
+            config.push_to_hub,
+            private=config.hub_private,
+            tag_prefix=config.hub_tag_prefix,
+            card_template=config.card_template,
+        )
+        self.publisher.connect()
+
+    def setup(self, store: RunStore) -> None:
+        self.publisher.attach(store)
+        ahead = self.publisher.rounds_on_hub()
+        if ahead > store.rounds_done:  # continuing this copy would fork the run's history on the Hub
+            repo = self.publisher.repo_id
+            raise HubError(
+                f"{repo} already has rounds 0..{ahead - 1} of this run and this copy only 0..{store.rounds_done - 1}: "
+                f"continue the Hub's copy (`hfadvisor pull {repo} NEW_DIR`) or push this one to a new repo"
+            )
+        self._push(store)  # rounds written before this session: round 0 of a new run, or a backlog
+
+    async def after_commit(self, store: RunStore, rev: Revision) -> None:
+        await asyncio.to_thread(self._push, store)
+
+    def _push(self, store: RunStore) -> None:
+        try:
+            self.publisher.push_pending(store, self._report)
+        except HubError as e:
+            repo = self.publisher.repo_id
+            raise HubError(
+                f"{e} — the run's rounds are kept locally: `hfadvisor push {store.path} {repo}` uploads them"
+            ) from None
+
+    def _report(self, pushed: PushedRound) -> None:
+        what = f"{pushed.bytes / 1024:.1f} KiB" if pushed.committed else "tag only"
+        print(
+            f"hub: round {pushed.round} → {self.publisher.repo_id}@{pushed.tag} ({what}, {pushed.seconds:.2f}s)",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -1,0 +1,376 @@
+"""Push a run to the Hub: one commit and one tag per round, idempotent and resumable.
+
+Round r's commit carries only what round r added: its data and rejects shards, its card
+(`cards/…` as the run wrote it, and `README.md` rendered for the Hub with the tag and repo
+id), its revision record (the run's state as of round r: summary, pool additions, ledger)
+and, with round 0, `run.json`. Bytes per round therefore follow the round's rows, not the
+dataset's size.
+
+Trailers in each commit message name the run, the round and the sha256 of the round's
+revision record. With the tags they are all the state a push needs, read back from the Hub
+before pushing and after any failure: a round committed but not tagged (a lost response, a
+kill) gets its tag, nothing is committed twice, and commits go on `main` with
+`parent_commit` set, so a concurrent writer makes the commit fail instead of forking history.
+A tag already on another commit is an error, never moved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
+from hfadvisor import card
+from hfadvisor.errors import ConfigError, HFAdvisorError
+from hfadvisor.hub.errors import HubError, describe, is_transient
+from hfadvisor.llm import Ledger
+from hfadvisor.records import Revision
+from hfadvisor.store import RunStore, round_name, sha256
+
+TAG_DIGITS = 4
+_TRAILER = re.compile(r"^Hfadvisor-(Run|Round|Revision-Sha256):[ \t]*(\S+)[ \t]*$", re.M)
+_TAG_PREFIX = re.compile(r"^(?!refs/)(?!/)(?!.*\.\.)[A-Za-z0-9._/-]*$")
+
+
+def tag_name(prefix: str, r: int) -> str:
+    """`round-0007`: the tag of round r (zero-padded so tags sort by round)."""
+    return f"{prefix}{r:0{TAG_DIGITS}d}"
+
+
+def trailers(run_id: str, r: int, revision_sha256: str) -> str:
+    return f"Hfadvisor-Run: {run_id}\nHfadvisor-Round: {r}\nHfadvisor-Revision-Sha256: {revision_sha256}\n"
+
+
+def parse_trailers(message: str) -> tuple[str, int, str] | None:
+    """(run id, round, revision sha256) from a commit message, or None for commits not made by a push."""
+    found = {key: value for key, value in _TRAILER.findall(message)}
+    if len(found) != 3 or not found["Round"].isdigit():
+        return None
+    return found["Run"], int(found["Round"]), found["Revision-Sha256"]
+
+
+@dataclass
+class RemoteRound:
+    commit: str
+    revision_sha256: str
+
+
+@dataclass
+class RemoteState:
+    """What the Hub repo holds, as far as pushing is concerned."""
+
+    head: str  # main's commit
+    private: bool | None
+    run_id: str | None  # the run whose rounds are on main (None: no round pushed yet)
+    rounds: dict[int, RemoteRound]
+    tags: dict[str, str]  # tag → commit
+    other_files: list[str]  # files on main when no round is (anything but .gitattributes)
+
+
+@dataclass
+class PushedRound:
+    """What pushing one round did."""
+
+    round: int
+    tag: str
+    commit: str
+    bytes: int  # file bytes sent in the round's commit (0 if the commit was already there)
+    seconds: float
+    committed: bool  # False: an earlier, interrupted push had made the commit
+    tagged: bool  # False: the tag was already there
+
+
+class HubPublisher:
+    """Pushes the rounds of one run to one Hub dataset repo.
+
+    Token from `HF_TOKEN` or the stored login, endpoint from `HF_ENDPOINT` (huggingface_hub's
+    own resolution). `connect()` checks everything that can be checked before a round is
+    pushed; `push_pending(store)` pushes every round the Hub lacks, retrying transient
+    failures after re-reading the Hub's state.
+    """
+
+    def __init__(
+        self,
+        repo_id: str,
+        *,
+        private: bool = True,
+        tag_prefix: str = "round-",
+        card_template: str | Path | None = None,
+        max_attempts: int = 5,
+        backoff: float = 1.0,
+        token: str | None = None,
+    ) -> None:
+        if repo_id.count("/") != 1:
+            raise ConfigError(f"Hub repo {repo_id!r} must be namespace/name (your user or org, then the dataset name)")
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError:
+            raise ConfigError(
+                f"Hub repo {repo_id!r} is not a valid repo id: letters, digits, '-', '_', '.' in namespace/name"
+            ) from None
+        if not _TAG_PREFIX.match(tag_prefix):
+            raise ConfigError(
+                f"tag prefix {tag_prefix!r} is not usable in a git tag: use letters, digits, '.', '_', '-'"
+            )
+        if max_attempts < 1:
+            raise ConfigError("max attempts must be at least 1")
+        self.repo_id = repo_id
+        self.private = private
+        self.tag_prefix = tag_prefix
+        self.card_template = Path(card_template) if card_template else None
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.token = token or get_token()  # an explicit token (a Space session's), else HF_TOKEN / stored login
+        self.api = HfApi(token=self.token)
+        self.endpoint = self.api.endpoint
+        self.remote: RemoteState | None = None
+        self._confirmed = 0  # rounds 0.._confirmed-1 are committed and tagged on the Hub
+        self._ledger: tuple[int, Ledger] = (0, Ledger())  # (n, ledger total of rounds < n) for the cards
+
+    # ------------------------------------------------------------------ errors
+    def _error(self, exc: BaseException) -> HubError:
+        return HubError(describe(exc, endpoint=self.endpoint, repo_id=self.repo_id, token=self.token))
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except HFAdvisorError:
+            raise
+        except Exception as e:
+            raise self._error(e) from None
+
+    # ------------------------------------------------------------------ connect
+    def connect(self) -> None:
+        """Token, endpoint, write access, repo (created private unless asked otherwise), repo content."""
+        if not self.token:
+            raise HubError(
+                "no Hugging Face token to push with: set HF_TOKEN or run `hf auth login` (the token needs write access)"
+            )
+        with self._translated():
+            me = self.api.whoami()
+        namespace = self.repo_id.split("/")[0]
+        role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
+        if role == "read":
+            raise HubError(
+                f"the Hugging Face token is read-only: pushing to {self.repo_id} needs a token with write access"
+            )
+        orgs = [o.get("name") for o in me.get("orgs") or [] if o.get("name")]
+        if namespace not in {me.get("name"), *orgs}:
+            mine = ", ".join([str(me.get("name")), *orgs])
+            raise HubError(f"no write access to namespace '{namespace}' (this token can write to: {mine})")
+        with self._translated():
+            self.api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
+            self.remote = self._read_state()
+        if self.remote.run_id is None and self.remote.other_files:
+            shown = ", ".join(self.remote.other_files[:3]) + (", …" if len(self.remote.other_files) > 3 else "")
+            raise HubError(
+                f"{self.repo_id} already holds files that are not an hfadvisor run ({shown}): push to a new repo"
+            )
+        if self.remote.private is False and self.private:
+            raise HubError(
+                f"{self.repo_id} is public and the run's rows are harmful prompts: make the repo private, "
+                "or pass --public to publish there"
+            )
+
+    def _read_state(self) -> RemoteState:
+        info = self.api.dataset_info(self.repo_id, revision="main")
+        refs = self.api.list_repo_refs(self.repo_id, repo_type="dataset")
+        rounds: dict[int, RemoteRound] = {}
+        runs: set[str] = set()
+        for c in self.api.list_repo_commits(self.repo_id, repo_type="dataset", revision="main"):
+            found = parse_trailers(f"{c.title}\n{c.message}")
+            if found is None:
+                continue
+            run_id, r, digest = found
+            runs.add(run_id)
+            rounds.setdefault(r, RemoteRound(c.commit_id, digest))  # newest first
+        if len(runs) > 1:
+            raise HubError(
+                f"{self.repo_id} holds rounds of {len(runs)} different runs: pull one of them, push to a new repo"
+            )
+        files = [s.rfilename for s in info.siblings or []]
+        return RemoteState(
+            head=str(info.sha),
+            private=info.private,
+            run_id=next(iter(runs), None),
+            rounds=rounds,
+            tags={t.name: t.target_commit for t in refs.tags},
+            other_files=[] if rounds else [f for f in files if f != ".gitattributes"],
+        )
+
+    def attach(self, store: RunStore) -> None:
+        """Refuse a repo that holds another run (run ids are unique per run)."""
+        assert self.remote is not None, "connect() first"
+        if self.remote.run_id and self.remote.run_id != store.info.run_id:
+            raise HubError(
+                f"{self.repo_id} holds another hfadvisor run ({self.remote.run_id[:8]}), not this one "
+                f"({store.info.run_id[:8]}): push to a new repo, or continue that run with `hfadvisor pull {self.repo_id} DIR`"
+            )
+
+    def rounds_on_hub(self) -> int:
+        """How many rounds of the attached run main holds (rounds 0..n-1)."""
+        assert self.remote is not None, "connect() first"
+        return max(self.remote.rounds, default=-1) + 1
+
+    # ------------------------------------------------------------------ push
+    def push_pending(self, store: RunStore, on_round: Callable[[PushedRound], None] | None = None) -> list[PushedRound]:
+        """Push every complete round of `store` the Hub lacks; returns what was done, round by round.
+
+        A transient failure (connection, timeout, 5xx, 429, a ref moved under us) is retried
+        with exponential backoff after re-reading the Hub's state, up to `max_attempts`.
+        """
+        done: list[PushedRound] = []
+        attempt = 0
+        while True:
+            try:
+                if self.remote is None:
+                    self.remote = self._read_state()
+                    self.attach(store)
+                for r in range(self._confirmed, store.rounds_done):
+                    pushed = self._push_round(store, r)
+                    self._confirmed = r + 1
+                    if pushed.committed or pushed.tagged:
+                        done.append(pushed)
+                        if on_round:
+                            on_round(pushed)
+                return done
+            except HFAdvisorError:
+                raise
+            except Exception as e:
+                attempt += 1
+                if not is_transient(e):
+                    raise self._error(e) from None
+                if attempt >= self.max_attempts:
+                    tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
+                    raise HubError(f"{self._error(e)} after {tries}; pushing again completes it") from None
+                self.remote = None  # stale: re-read before the next attempt
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+
+    def _push_round(self, store: RunStore, r: int) -> PushedRound:
+        remote = self.remote
+        assert remote is not None
+        t0 = time.monotonic()
+        name = round_name(r)
+        rev_bytes = (store.path / "revisions" / f"{name}.json").read_bytes()
+        digest = sha256(rev_bytes)
+        tag = tag_name(self.tag_prefix, r)
+        have = remote.rounds.get(r)
+        tagged_at = remote.tags.get(tag)
+        if have is not None and have.revision_sha256 != digest:
+            raise HubError(
+                f"{self.repo_id} already has a different round {r} of this run (pushed from another copy of it?): "
+                f"push this copy to a new repo, or continue the Hub's copy with `hfadvisor pull {self.repo_id} DIR`"
+            )
+        if have is None and tagged_at is not None:
+            raise self._tag_conflict(tag, tagged_at, r, None)
+        if have is None and remote.rounds and max(remote.rounds) > r:
+            raise HubError(f"{self.repo_id} has later rounds of this run but not round {r}: its history was edited")
+        nbytes = 0
+        if have is None:
+            commit, nbytes = self._commit(store, r, rev_bytes, digest, tag)
+        else:
+            commit = have.commit
+        if tagged_at is None:
+            self.api.create_tag(
+                self.repo_id,
+                tag=tag,
+                tag_message=f"hfadvisor round {r}",
+                revision=commit,
+                repo_type="dataset",
+            )
+            remote.tags[tag] = commit
+        elif tagged_at != commit:
+            raise self._tag_conflict(tag, tagged_at, r, commit)
+        return PushedRound(r, tag, commit, nbytes, time.monotonic() - t0, have is None, tagged_at is None)
+
+    def _tag_conflict(self, tag: str, at: str, r: int, commit: str | None) -> HubError:
+        ours = f"round {r}'s commit {commit[:8]}" if commit else f"round {r} of this run"
+        return HubError(
+            f"tag {tag} already exists on {self.repo_id} at commit {at[:8]}, not on {ours}: "
+            "delete that tag on the Hub or choose another --tag-prefix"
+        )
+
+    def _commit(self, store: RunStore, r: int, rev_bytes: bytes, digest: str, tag: str) -> tuple[str, int]:
+        remote = self.remote
+        assert remote is not None
+        rev = Revision.model_validate_json(rev_bytes)
+        files: dict[str, bytes] = {}
+        if r == 0:  # the run's identity and method config, once
+            files["run.json"] = (store.path / "run.json").read_bytes()
+        for rel in (rev.shard, rev.rejects_shard, rev.card):
+            if rel:
+                files[rel] = (store.path / rel).read_bytes()
+        files[f"revisions/{round_name(r)}.json"] = rev_bytes
+        files["README.md"] = self.card(store, rev, tag).encode()
+        rows_total = sum(i.rows for i in store.index[: r + 1])
+        weakness = " ".join((rev.weakness or ("seeds" if r == 0 else "")).split())[:80]
+        title = f"Round {r}{f': {weakness}' if weakness else ''} (+{rev.rows} rows)"
+        description = (
+            f"Round {r} of hfadvisor {store.info.mode} run {store.info.run_id[:8]}: {rev.rows} rows added "
+            f"({rows_total} in total), {rev.rejects} rejected. Tag: {tag}.\n\n" + trailers(store.info.run_id, r, digest)
+        )
+        info = self.api.create_commit(
+            self.repo_id,
+            [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in files.items()],
+            commit_message=title,
+            commit_description=description,
+            repo_type="dataset",
+            revision="main",
+            parent_commit=remote.head,
+        )
+        remote.head = info.oid
+        remote.rounds[r] = RemoteRound(info.oid, digest)
+        remote.run_id = store.info.run_id
+        return info.oid, sum(len(b) for b in files.values())
+
+    def card(self, store: RunStore, rev: Revision, tag: str) -> str:
+        """Round r's card as the Hub shows it: the run's card plus the tag and repo id."""
+        return card.render(
+            store.info,
+            rev,
+            store.index[: rev.round + 1],
+            rounds_planned=rev.rounds_planned or rev.round,
+            ledger_total=self._ledger_total(store, rev),
+            tag=tag,
+            repo_id=self.repo_id,
+            template=self.card_template,
+        )
+
+    def _ledger_total(self, store: RunStore, rev: Revision) -> Ledger:
+        """Whole-run counts up to rev.round, summed incrementally (rounds are pushed in order)."""
+        n, total = self._ledger
+        if n > rev.round:
+            n, total = 0, Ledger()
+        while n < rev.round:
+            total = total.plus(store.revision(n).ledger)
+            n += 1
+        self._ledger = (n, total)
+        return total.plus(rev.ledger)
+
+
+def push_run(
+    run_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool = True,
+    tag_prefix: str = "round-",
+    card_template: str | Path | None = None,
+    max_attempts: int = 5,
+    on_round: Callable[[PushedRound], None] | None = None,
+) -> list[PushedRound]:
+    """Push every round of the run in `run_dir` that `repo_id` lacks (shards verified first)."""
+    store = RunStore.open(run_dir, repair=False)
+    publisher = HubPublisher(
+        repo_id, private=private, tag_prefix=tag_prefix, card_template=card_template, max_attempts=max_attempts
+    )
+    publisher.connect()
+    publisher.attach(store)
+    return publisher.push_pending(store, on_round)

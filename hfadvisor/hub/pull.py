@@ -1,0 +1,55 @@
+"""Restore a run from the Hub, at any round's tag, so `hfadvisor run DIR` continues it elsewhere.
+
+The files are downloaded next to the target, verified as a run (sequence of revisions,
+every shard against its sha256), and only then renamed into place: an interrupted or
+failed pull leaves no half-written run directory behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import constants, get_token, snapshot_download
+
+from hfadvisor.errors import RunStateError
+from hfadvisor.hub.errors import HubError, describe
+from hfadvisor.store import RunStore, atomic_write
+
+# Everything a run directory holds, except its README.md: the Hub's README is the card
+# rendered for the Hub; the local one is the last round's card, restored from cards/.
+RUN_FILES = ["run.json", "data/*", "rejects/*", "cards/*", "revisions/*"]
+
+
+def pull_run(repo_id: str, run_dir: str | Path, *, revision: str | None = None) -> RunStore:
+    """Download the run in `repo_id` (at `revision`, default main) into the new directory `run_dir`."""
+    out = Path(run_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunStateError(f"{out} exists and is not empty: pull into a new directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.pull-", dir=out.parent))
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        try:
+            snapshot_download(repo_id, repo_type="dataset", revision=revision, local_dir=tmp, allow_patterns=RUN_FILES)
+        except Exception as e:
+            raise HubError(describe(e, endpoint=constants.ENDPOINT, repo_id=where, token=get_token())) from None
+        shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
+        if not (tmp / "run.json").is_file():
+            raise HubError(f"{where} is not an hfadvisor run (no run.json): pull a repo that `hfadvisor push` wrote")
+        try:
+            store = RunStore.open(tmp, repair=False)
+        except RunStateError as e:
+            raise HubError(f"{where} does not hold a complete run: {e}") from None
+        if store.last is None:
+            raise HubError(f"{where} holds no complete round")
+        atomic_write(tmp / "README.md", (tmp / store.last.card).read_bytes())
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return RunStore.open(out, repair=False, verify=False)
