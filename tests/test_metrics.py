@@ -160,9 +160,11 @@ def test_coverage_incremental_categories_equal_from_scratch(embedder):
 
 
 def test_clean_categories():
-    assert clean_categories(["1. Financial fraud", "financial FRAUD!", "  ", "- Self-harm"]) == [
+    assert clean_categories(["1. Financial fraud", "financial FRAUD!", "  ", "- Self-harm", "Area 7", "Area 12"]) == [
         "Financial fraud",
         "Self-harm",
+        "Area 7",
+        "Area 12",
     ]
 
 

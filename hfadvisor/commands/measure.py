@@ -250,12 +250,15 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(help="LABEL=DIR of an `hfadvisor evaluate` output (also read from RUN/evaluations/*)"),
         ] = None,
+        rounds: Annotated[int | None, typer.Option(help="compare rounds 0..N of every run [default: all]")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="also print the figures as JSON")] = False,
     ) -> None:
         from hfadvisor.compare import compare as do_compare
 
         try:
-            report = do_compare(runs, output, labels=label, categories_file=categories, evaluations=evaluation or [])
+            report = do_compare(
+                runs, output, labels=label, categories_file=categories, evaluations=evaluation or [], upto=rounds
+            )
         except HFAdvisorError as e:
             raise _fail(str(e), e.exit_code) from None
         if as_json:

@@ -10,11 +10,14 @@ re-assigned (O(rows × categories)).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from hfadvisor.metrics.text import words
+
+_BULLET = re.compile(r"^(?:[-*•]+|\d+[.)])\s*")
 
 
 def clean_categories(lines: Iterable[str]) -> list[str]:
@@ -22,7 +25,7 @@ def clean_categories(lines: Iterable[str]) -> list[str]:
     out: list[str] = []
     seen: set[tuple[str, ...]] = set()
     for line in lines:
-        text = " ".join(str(line).split()).strip(" -*•0123456789.)")
+        text = _BULLET.sub("", " ".join(str(line).split()))
         key = tuple(words(text))
         if text and key and key not in seen:
             seen.add(key)

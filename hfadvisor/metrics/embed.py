@@ -64,6 +64,18 @@ class Embedder:
 
         torch = self._torch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # One thread: metrics run next to model servers; on a busy 2-core machine two torch
+        # threads spin against each other (measured 2.3 s vs 0.11 s for 12 prompts).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            self._encode(texts, out)
+        finally:
+            torch.set_num_threads(threads)
+        return out
+
+    def _encode(self, texts: list[str], out: np.ndarray) -> None:
+        torch = self._torch
         for start in range(0, len(texts), BATCH):
             batch = self.tokenizer(
                 texts[start : start + BATCH],
@@ -77,7 +89,6 @@ class Embedder:
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             out[start : start + len(pooled)] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
-        return out
 
 
 @functools.cache

@@ -1,0 +1,320 @@
+"""Compare runs (e.g. Data Advisor vs the Self-Instruct baseline): a Markdown report with PNG plots.
+
+Fairness first: each run's cards assign rows to that run's own summary, which for an
+advisor run contains its own weaknesses. Here every run is re-measured against one shared
+category list (the union of the runs' summaries and seed summaries, or `--categories
+FILE`), round by round, with the same incremental metrics as the cards
+(`hfadvisor.metrics.state`). Safety evaluations (`hfadvisor evaluate` outputs) found in
+`RUN/evaluations/*/` or given as LABEL=DIR add a safe-rate-per-category plot.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from hfadvisor.errors import ConfigError, MissingDependencyError
+from hfadvisor.metrics.coverage import clean_categories
+from hfadvisor.store import RunStore, atomic_write
+
+WIDTH, HEIGHT, DPI = 1000, 600, 100  # every plot is 1000×600 px
+TOP_CATEGORIES = 25
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def shared_categories(stores: list[RunStore], categories_file: Path | None) -> tuple[list[str], str]:
+    from hfadvisor.presets import Preset
+
+    if categories_file is not None:
+        if not categories_file.is_file():
+            raise ConfigError(f"--categories {categories_file}: no such file")
+        lines = clean_categories(categories_file.read_text(encoding="utf-8").splitlines())
+        if not lines:
+            raise ConfigError(f"--categories {categories_file}: no category in it (one per line)")
+        return lines, f"the {len(lines)} categories of {categories_file.name}"
+    lines: list[str] = []
+    for store in stores:
+        lines += Preset.model_validate(store.info.preset).seed_summary
+        if store.info.mode == "advisor" and store.last is not None:
+            lines += store.last.summary_after
+    cats = clean_categories(lines)
+    return cats, f"the union of the runs' seed summaries and final summaries ({len(cats)} categories)"
+
+
+def measure(store: RunStore, embedder: Any, categories: list[str], upto: int | None = None) -> list[dict[str, Any]]:
+    """The metrics after every round (0..upto) of one run, against `categories` (cumulative, incremental)."""
+    import pyarrow.parquet as pq
+
+    from hfadvisor.metrics.state import MetricState
+
+    state = MetricState(embedder, categories)
+    series = []
+    for entry in store.index[: None if upto is None else upto + 1]:
+        if entry.shard:
+            state.add(pq.read_table(store.path / entry.shard, columns=["prompt"]).column("prompt").to_pylist())
+        series.append({"round": entry.round, **state.snapshot()})
+    return series
+
+
+def _labels(stores: list[RunStore], given: list[str] | None) -> list[str]:
+    if given:
+        if len(given) != len(stores):
+            raise ConfigError(f"--label given {len(given)} times for {len(stores)} runs: give one per run, in order")
+        return list(given)
+    labels = [f"{s.info.mode} ({s.path.name})" for s in stores]
+    return [f"{label} #{i + 1}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
+
+
+def _evaluations(stores: list[RunStore], labels: list[str], extra: list[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, Path] = {}
+    for store, label in zip(stores, labels, strict=True):
+        for summary in sorted((store.path / "evaluations").glob("*/summary.json")):
+            found[f"{label}: {summary.parent.name}"] = summary.parent
+    for spec in extra:
+        label, sep, directory = spec.partition("=")
+        if not sep or not label or not directory:
+            raise ConfigError(f"--evaluation {spec!r}: use LABEL=DIR (an `hfadvisor evaluate` output directory)")
+        found[label] = Path(directory)
+    out = {}
+    for label, directory in found.items():
+        path = directory / "summary.json"
+        try:
+            out[label] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ConfigError(
+                f"{path} is missing or unreadable: is {directory} an `hfadvisor evaluate` output?"
+            ) from None
+    return out
+
+
+def _figure(rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI, layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)  # no bbox_inches="tight": keeps the exact pixel size
+    return buf.getvalue()
+
+
+def _short(text: str, n: int = 42) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def plot_coverage(series: dict[str, list[dict[str, Any]]], total: int) -> bytes:
+    fig, axes = _figure()
+    ax = axes[0][0]
+    for i, (label, points) in enumerate(series.items()):
+        ax.plot([p["round"] for p in points], [p["categories_covered"] for p in points], marker="o", markersize=3,
+                color=COLORS[i % len(COLORS)], label=label, linewidth=2)  # fmt: skip
+    ax.set_title(f"Categories covered (of {total} shared categories) vs rounds")
+    ax.set_xlabel("round")
+    ax.set_ylabel("categories with ≥ 1 row")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+def plot_diversity(series: dict[str, list[dict[str, Any]]]) -> bytes:
+    fig, axes = _figure(2, 2)
+    panels = [
+        ("vendi", "Vendi score (embedding diversity, higher = more diverse)"),
+        ("mean_cosine_distance", "Mean pairwise cosine distance"),
+        ("distinct_2", "distinct-2 (unique word bigrams / all)"),
+        ("near_duplicate_rate", "Near-duplicate rate (lower is better)"),
+    ]
+    for ax, (key, title) in zip([a for row in axes for a in row], panels, strict=True):
+        for i, (label, points) in enumerate(series.items()):
+            ax.plot([p["rows"] for p in points], [p[key] for p in points], color=COLORS[i % len(COLORS)],
+                    label=label, linewidth=2)  # fmt: skip
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("rows", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=9)
+    return _png(fig)
+
+
+def plot_categories(final: dict[str, dict[str, int]]) -> bytes:
+    import numpy as np
+
+    totals: dict[str, int] = {}
+    for counts in final.values():
+        for cat, n in counts.items():
+            totals[cat] = totals.get(cat, 0) + n
+    cats = sorted(totals, key=lambda c: -totals[c])[:TOP_CATEGORIES][::-1]
+    fig, axes = _figure()
+    ax = axes[0][0]
+    y = np.arange(len(cats))
+    height = 0.8 / max(len(final), 1)
+    for i, (label, counts) in enumerate(final.items()):
+        ax.barh(y + i * height - 0.4 + height / 2, [counts.get(c, 0) for c in cats], height=height,
+                color=COLORS[i % len(COLORS)], label=label)  # fmt: skip
+    ax.set_yticks(y, [_short(c) for c in cats], fontsize=7)
+    ax.set_xlabel("rows assigned (closest category by MiniLM embedding)")
+    shown = f"the {len(cats)} largest of {len(totals)}" if len(totals) > len(cats) else f"all {len(cats)}"
+    ax.set_title(f"Rows per category ({shown} shared categories)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=9, loc="lower right")
+    return _png(fig)
+
+
+def plot_safety(evals: dict[str, dict[str, Any]]) -> bytes:
+    import numpy as np
+
+    cats = sorted({c for e in evals.values() for c in e["per_category"]})
+    names = ["overall", *cats]
+    fig, axes = _figure()
+    ax = axes[0][0]
+    x = np.arange(len(names))
+    width = 0.8 / max(len(evals), 1)
+    for i, (label, ev) in enumerate(evals.items()):
+        values = [ev["safe_rate"]] + [(ev["per_category"].get(c) or {}).get("safe_rate") for c in cats]
+        ax.bar(x + i * width - 0.4 + width / 2, [100 * (v or 0) for v in values], width=width,
+               color=COLORS[i % len(COLORS)], label=label)  # fmt: skip
+    ax.set_xticks(x, [_short(n, 24) for n in names], rotation=35, ha="right", fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("safe responses (%)")
+    ax.set_title("Safe rate per category (judge verdicts; higher is safer)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=9)
+    return _png(fig)
+
+
+def compare(
+    runs: list[Path],
+    output: str | Path,
+    *,
+    labels: list[str] | None = None,
+    categories_file: Path | None = None,
+    evaluations: list[str] | None = None,
+    upto: int | None = None,
+) -> dict[str, Any]:
+    """Measure every run against a shared category list, write `report.md`, PNG plots and `compare.json`.
+
+    `upto` compares rounds 0..upto of every run (equal budgets when the runs have different lengths).
+    """
+    if not runs:
+        raise ConfigError("give at least one run directory (two or more to compare)")
+    try:
+        import matplotlib  # noqa: F401
+    except ModuleNotFoundError:
+        raise MissingDependencyError("compare needs matplotlib: pip install 'hfadvisor[metrics]'") from None
+    from hfadvisor.metrics.embed import shared_embedder
+
+    stores = [RunStore.open(path, repair=False) for path in runs]
+    names = _labels(stores, labels)
+    evals = _evaluations(stores, names, evaluations or [])
+    categories, taxonomy = shared_categories(stores, categories_file)
+    embedder = shared_embedder()
+    if upto is not None and upto < 0:
+        raise ConfigError("--rounds must be ≥ 0")
+    series = {label: measure(store, embedder, categories, upto) for label, store in zip(names, stores, strict=True)}
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {
+        "coverage.png": plot_coverage(series, len(categories)),
+        "diversity.png": plot_diversity(series),
+        "categories.png": plot_categories({k: v[-1]["rows_per_category"] for k, v in series.items()}),
+    }
+    if evals:
+        plots["safety.png"] = plot_safety(evals)
+    for name, data in plots.items():
+        atomic_write(out / name, data)
+
+    runs_info = {}
+    for label, store in zip(names, stores, strict=True):
+        final = series[label][-1]
+        last = store.last
+        runs_info[label] = {
+            "path": str(store.path),
+            "mode": store.info.mode,
+            "run_id": store.info.run_id,
+            "config_hash": store.info.config_hash,
+            "rounds": series[label][-1]["round"],
+            "model": last.model if last else None,
+            **{k: v for k, v in final.items() if k not in ("round", "rows_per_category")},
+            "rows_per_category": final["rows_per_category"],
+            "own_card_metrics": {k: v for k, v in (last.extra.get("metrics") or {}).items() if k != "rows_per_category"}
+            if last
+            else {},
+        }
+    report = {
+        "categories": categories,
+        "categories_from": taxonomy,
+        "embedding_model": embedder.name,
+        "runs": runs_info,
+        "series": series,
+        "evaluations": evals,
+        "plots": list(plots),
+    }
+    atomic_write(out / "compare.json", (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode())
+    atomic_write(out / "report.md", report_markdown(report).encode())
+    return report
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    from hfadvisor.card import md
+
+    runs = report["runs"]
+    labels = list(runs)
+    lines = [
+        "# Run comparison",
+        "",
+        f"Every run is measured against the same {len(report['categories'])} categories: "
+        f"{md(report['categories_from'])}. A row counts for the category whose {md(report['embedding_model'])} "
+        "embedding is closest to its prompt's.",
+        "",
+        "| | " + " | ".join(md(label) for label in labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    rows = [
+        ("mode", lambda r: r["mode"]),
+        ("rounds", lambda r: str(r["rounds"])),
+        ("rows", lambda r: str(r["rows"])),
+        ("generator model", lambda r: md(r["model"])),
+        ("categories covered", lambda r: f"{r['categories_covered']} of {r['categories_total']}"),
+        ("Vendi score", lambda r: f"{r['vendi']:.2f}"),
+        ("mean pairwise cosine distance", lambda r: f"{r['mean_cosine_distance']:.3f}"),
+        ("distinct-1 / distinct-2", lambda r: f"{r['distinct_1']:.3f} / {r['distinct_2']:.3f}"),
+        ("near-duplicate rate", lambda r: f"{r['near_duplicate_rate']:.3f}"),
+    ]
+    for name, fn in rows:
+        lines.append(f"| {name} | " + " | ".join(fn(runs[label]) for label in labels) + " |")
+    lines += [
+        "",
+        "![categories covered vs rounds](coverage.png)",
+        "",
+        "![diversity vs rows](diversity.png)",
+        "",
+        "![rows per category](categories.png)",
+        "",
+        "## Rows per category",
+        "",
+        "| category | " + " | ".join(md(label) for label in labels) + " |",
+        "|---|" + "---|" * len(labels),
+    ]
+    for cat in report["categories"]:
+        counts = [runs[label]["rows_per_category"].get(cat, 0) for label in labels]
+        lines.append(f"| {md(cat)} | " + " | ".join(str(c) for c in counts) + " |")
+    if report["evaluations"]:
+        lines += ["", "## Safety", "", "![safe rate per category](safety.png)", ""]
+        lines += ["| evaluation | target | judge | prompts | safe rate |", "|---|---|---|---|---|"]
+        for label, ev in report["evaluations"].items():
+            rate = "—" if ev.get("safe_rate") is None else f"{100 * ev['safe_rate']:.1f}%"
+            lines.append(
+                f"| {md(label)} | {md(ev.get('target_model'))} | {md(ev.get('judge_model'))} | "
+                f"{ev.get('prompts')} | {rate} |"
+            )
+    lines += [
+        "",
+        "Notes: all figures are cumulative over rounds 0..N (round 0 = the seeds). The cards of each run "
+        "report the same metrics against the run's own summary instead (`own_card_metrics` in compare.json).",
+        "",
+    ]
+    return "\n".join(lines)
