@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 import hfadvisor
 from hfadvisor.cli import app
+from hfadvisor.hub import HubError
 from hfadvisor.hub.publish import parse_trailers
 from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.store import RunStore, round_name, sha256
@@ -263,6 +264,42 @@ def test_transient_failures_are_retried_within_one_push(tmp_path, tgi, hub_serve
     assert proc.returncode == 0, proc.stderr
     assert commits_per_round(hub_server) == {0: 1, 1: 1, 2: 1}
     assert sorted(hub_server.repo(REPO).tags) == ["round-0000", "round-0001", "round-0002"]
+
+
+def _fail_commits_once_rounds_are_on_the_hub(tgi, hub_server: HubServer, pushed: int, failures: int) -> None:
+    """Make the next `failures` commits fail with 503 once `pushed` rounds are on the Hub (mid-run)."""
+    armed = []
+
+    def answer(req: GenerationRequest) -> str:
+        if not armed and len(hub_server.calls("commit")) == pushed:
+            armed.append(hub_server.fail_next(failures, status=503, path_contains="/commit/"))
+        return respond(req)
+
+    tgi.backend.respond = answer
+
+
+def test_a_hub_outage_mid_run_warns_and_the_next_round_catches_up(tmp_path, tgi, hub_server, capsys):
+    _fail_commits_once_rounds_are_on_the_hub(tgi, hub_server, pushed=2, failures=3)  # round 2's push gives up
+    out = tmp_path / "run"
+    store = make_run(out, tgi, 4, push_to_hub=REPO)
+    err = capsys.readouterr().err
+    assert "hub: warning: the Hub answered 503 for hf-tester/advisor-run" in err and "next round's push" in err
+    assert store.rounds_done == 5  # the run went on
+    assert commits_per_round(hub_server) == {r: 1 for r in range(5)}
+    assert sorted(hub_server.repo(REPO).tags) == [f"round-{r:04d}" for r in range(5)]
+    assert len(hub_server.calls("commit")) == 5 + 3  # the three refused attempts, then one per round
+
+
+def test_a_hub_outage_at_the_last_round_stops_the_run_with_the_push_command(tmp_path, tgi, hub_server):
+    _fail_commits_once_rounds_are_on_the_hub(tgi, hub_server, pushed=3, failures=3)
+    out = tmp_path / "run"
+    with pytest.raises(HubError) as e:
+        make_run(out, tgi, 3, push_to_hub=REPO)
+    assert f"`hfadvisor push {out} {REPO}` uploads them" in str(e.value)
+    assert RunStore.open(out, repair=False).rounds_done == 4  # round 3 is kept locally
+    assert commits_per_round(hub_server) == {0: 1, 1: 1, 2: 1}
+    assert hf("push", out, REPO).returncode == 0
+    assert commits_per_round(hub_server) == {r: 1 for r in range(4)}
 
 
 @pytest.mark.timeout(120)

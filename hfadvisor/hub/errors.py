@@ -18,7 +18,14 @@ TRANSIENT_STATUS = frozenset({408, 409, 412, 429, 500, 502, 503, 504})
 
 
 class HubError(HFAdvisorError):
-    """Pushing to or pulling from the Hub failed; the local run is untouched."""
+    """Pushing to or pulling from the Hub failed; the local run is untouched.
+
+    `retryable`: the Hub kept failing transiently (network, 5xx, 429); trying later may work.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

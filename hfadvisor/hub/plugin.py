@@ -1,8 +1,11 @@
 """`--push-to-hub org/name`: push each round to the Hub as soon as it is committed locally.
 
 Everything checkable (token, endpoint, write access, repo content, visibility) is checked
-when the plugin is built, before the run writes anything. A round that cannot be pushed
-stops the run with the round kept locally; `hfadvisor push` uploads it later.
+when the plugin is built, before the run writes anything. If the Hub fails transiently
+mid-run (network, 5xx, 429, after a few retries), the run goes on with a warning and the
+next round's push sends the backlog; at the last planned round, or for any other failure
+(a tag conflict, lost write access), the run stops with its rounds kept locally, and
+`hfadvisor push` uploads them later.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from hfadvisor.plugins import Plugin
 from hfadvisor.records import Revision
 from hfadvisor.store import RunStore
 
+# Mid-run, the next round is another chance: give up sooner than `hfadvisor push` does (1 + 2 s of backoff).
+MID_RUN_ATTEMPTS = 3
+
 
 class HubPlugin(Plugin):
     name = "hub"
@@ -28,7 +34,9 @@ class HubPlugin(Plugin):
             private=config.hub_private,
             tag_prefix=config.hub_tag_prefix,
             card_template=config.card_template,
+            max_attempts=MID_RUN_ATTEMPTS,
         )
+        self.last_round = config.rounds
         self.publisher.connect()
 
     def setup(self, store: RunStore) -> None:
@@ -43,7 +51,12 @@ class HubPlugin(Plugin):
         self._push(store)  # rounds written before this session: round 0 of a new run, or a backlog
 
     async def after_commit(self, store: RunStore, rev: Revision) -> None:
-        await asyncio.to_thread(self._push, store)
+        try:
+            await asyncio.to_thread(self._push, store)
+        except HubError as e:
+            if not e.retryable or rev.round >= self.last_round:
+                raise
+            print(f"hub: warning: {e}; the run goes on, the next round's push retries", file=sys.stderr, flush=True)
 
     def _push(self, store: RunStore) -> None:
         try:
@@ -51,7 +64,8 @@ class HubPlugin(Plugin):
         except HubError as e:
             repo = self.publisher.repo_id
             raise HubError(
-                f"{e} — the run's rounds are kept locally: `hfadvisor push {store.path} {repo}` uploads them"
+                f"{e} — the run's rounds are kept locally: `hfadvisor push {store.path} {repo}` uploads them",
+                retryable=e.retryable,
             ) from None
 
     def _report(self, pushed: PushedRound) -> None:

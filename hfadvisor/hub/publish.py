@@ -250,7 +250,9 @@ class HubPublisher:
                     raise self._error(e) from None
                 if attempt >= self.max_attempts:
                     tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
-                    raise HubError(f"{self._error(e)} after {tries}; pushing again completes it") from None
+                    raise HubError(
+                        f"{self._error(e)} after {tries}; pushing again completes it", retryable=True
+                    ) from None
                 self.remote = None  # stale: re-read before the next attempt
                 time.sleep(self.backoff * 2 ** (attempt - 1))
 
