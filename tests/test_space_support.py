@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -65,6 +66,18 @@ def make_run(out: Path, *, mode: str = "advisor", rounds: int = 3, batch_size: i
         return hfadvisor.run(out, mode=mode, endpoints=[server.url], rounds=rounds, batch_size=batch_size)
 
 
+def shared_runs(root: Path) -> dict[str, Path]:
+    """An advisor run and its baseline (3 rounds of 4), made once per test session under `root`.
+
+    Tests treat them as read-only (copy before changing anything)."""
+    runs = {"advisor": root / "advisor", "baseline": root / "baseline"}
+    for mode, path in runs.items():
+        if not (path / "revisions" / "round-00003.json").is_file():
+            shutil.rmtree(path, ignore_errors=True)
+            make_run(path, mode=mode, rounds=3, batch_size=4)
+    return runs
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,16 +85,28 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def space_process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`python -m hfadvisor space ARGS --port P` as a child; yields its URL once it answers.
+def space_process(
+    args: list[str], log: Path, env: dict[str, str] | None = None, script: Path | None = None
+) -> Iterator[str]:
+    """`python -m hfadvisor space ARGS --port P` (or `python SCRIPT` on GRADIO_SERVER_PORT) as a
+    child; yields its URL once it answers.
 
     A child process (not a thread) so the test sees the server's own stdout/stderr in `log`.
     """
     port = free_port()
     full_env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", **(env or {})}
+    # the metrics plugin sets HF_HUB_OFFLINE=1 in this (test) process when it loads its embedding
+    # model; a child would inherit it and its huggingface_hub would refuse every endpoint call
+    if "HF_HUB_OFFLINE" not in (env or {}):
+        full_env.pop("HF_HUB_OFFLINE", None)
+    if script is not None:
+        cmd = [sys.executable, str(script), *args]
+        full_env.update(GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
+    else:
+        cmd = [sys.executable, "-m", "hfadvisor", "space", *args, "--port", str(port)]
     with open(log, "wb") as out:
         child = subprocess.Popen(
-            [sys.executable, "-m", "hfadvisor", "space", *args, "--port", str(port)],
+            cmd,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

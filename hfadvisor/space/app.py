@@ -89,13 +89,19 @@ def _close_session(session: Session | None) -> None:
 
 
 def forget_server_token() -> None:
-    """For a public Space: drop the owner's token from this process's environment.
+    """For a public Space: make this process's own Hugging Face login unreachable.
 
-    huggingface_hub falls back to HF_TOKEN whenever a client gets no token, so an endpoint a
-    visitor types would otherwise receive the owner's token.
+    huggingface_hub falls back to `get_token()` (HF_TOKEN, the stored token file, CI's OIDC)
+    whenever a client gets no token, so an endpoint a visitor types would otherwise receive the
+    owner's token. Visitors' tokens are passed explicitly and are unaffected.
     """
-    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+    from huggingface_hub import constants
+
+    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         os.environ.pop(key, None)
+    nowhere = str(Path(tempfile.mkdtemp(prefix="hfadvisor-no-login-")) / "token")
+    os.environ["HF_TOKEN_PATH"] = nowhere  # the documented variable, for anything imported later
+    constants.HF_TOKEN_PATH = nowhere  # huggingface_hub read it at import; this is what get_token() reads
     os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 
 
@@ -555,17 +561,26 @@ def build_app(options: SpaceOptions | None = None) -> gr.Blocks:
         open_inputs = [source, revision, token, *filters, state]
         open_btn.click(open_run, open_inputs, open_outs, api_name="open_run")
         source.submit(open_run, open_inputs, open_outs, api_visibility="private")
-        round_slider.change(show_round, [round_slider, *filters, state], round_outs, api_name="show_round")
-        prev_btn.click(step(-1), [round_slider, state], round_slider, api_visibility="private")
-        next_btn.click(step(+1), [round_slider, state], round_slider, api_visibility="private")
-        timeline_df.select(pick_from_timeline, [state], round_slider, api_visibility="private")
+        # A round is drawn by explicit user actions only (not by `.change`, which programmatic
+        # updates also fire): opening a run draws its own round, so nothing races it.
+        round_inputs = [round_slider, *filters, state]
+        round_slider.release(show_round, round_inputs, round_outs, api_name="show_round", trigger_mode="always_last")
+        round_slider.input(show_round, round_inputs, round_outs, api_visibility="private", trigger_mode="always_last")
+        for btn, delta in ((prev_btn, -1), (next_btn, +1)):
+            btn.click(step(delta), [round_slider, state], round_slider, api_visibility="private").then(
+                show_round, round_inputs, round_outs, api_visibility="private"
+            )
+        timeline_df.select(pick_from_timeline, [state], round_slider, api_visibility="private").then(
+            show_round, round_inputs, round_outs, api_visibility="private"
+        )
         for comp in (query, source_filter, cumulative):
-            comp.change(
+            comp.input(
                 filter_samples,
-                [round_slider, *filters, state],
+                round_inputs,
                 samples_df,
                 api_visibility="private",
                 show_progress="hidden",
+                trigger_mode="always_last",
             )
         compare_btn.click(
             compare,
