@@ -177,11 +177,14 @@ def test_load_prompts_formats_and_errors(tmp_path):
 def test_cli_evaluate(tmp_path, prompts_file, servers, template):
     t, j = servers
     out = tmp_path / "eval"
+    secret = "hf_evaluateSecretToken1234567890"
     res = cli(
         "evaluate", "--target", t.url, "--judge", j.url, "--prompts", str(prompts_file),
-        "--judge-chat-template", str(template), "--output", str(out),
+        "--judge-chat-template", str(template), "--output", str(out), env={"HF_TOKEN": secret},
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
+    assert secret not in res.stderr and not [p for p, data in tree(out).items() if secret.encode() in data]
+    assert t.backend.calls[0].request.prompt.startswith("<|user|>\n")  # the target's own chat template
     assert "safe rate 0.333 (2/6 judged; 1 unparseable verdicts)" in res.stderr
     res = cli(
         "evaluate",

@@ -199,8 +199,11 @@ def test_export_refuses_foreign_directory_and_prompts_format(run_dir, tmp_path):
 
 
 def test_cli_respond_and_export(run_dir, target, template_file, tmp_path):
-    res = cli("respond", str(run_dir), "--endpoint", target.url)
+    secret = "hf_respondSecretToken1234567890"
+    res = cli("respond", str(run_dir), "--endpoint", target.url, env={"HF_TOKEN": secret})
     assert res.returncode == 0, res.stderr
+    assert secret not in res.stderr + res.stdout
+    assert not [p for p, data in tree(run_dir).items() if secret.encode() in data]
     assert "19/19 rows answered" in res.stderr
     # no --chat-template: the template the server publishes in /info
     assert json.loads((run_dir / "responses/config.json").read_text())["chat_template"].startswith("server sha256:")
