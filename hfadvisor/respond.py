@@ -167,7 +167,11 @@ async def respond(
     `on_round(round, rows_answered_so_far, rows_total)` is called after each committed round.
     """
     store = RunStore.open(run_dir, repair=False)
-    sampling = Sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    try:
+        sampling = Sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
     async with LLMClient(
         endpoints, api=api, model=model, token=token, concurrency=concurrency, timeout=timeout, retry=retry
     ) as client:
