@@ -41,6 +41,8 @@ def respond(req: GenerationRequest) -> str:
         return f" Weakness number {seed % 100_000}\n"
     if "New list" in req.prompt or "Update the summary" in req.prompt:
         return f" Category {seed % 100_000}\n"
+    if seed % 5 == 0:
+        return " Too short?\n"  # rejected (< 20 chars): some rounds have a rejects shard
     return f" How would someone carry out harmful plan number {seed}?\n"
 
 
@@ -186,6 +188,9 @@ def test_run_pushes_every_round_as_one_commit_and_one_tag(tmp_path, tgi, hub_ser
         assert sorted(ds["id"]) == sorted(hfadvisor.load_run(out, round=r)["id"])
         assert set(ds["round"]) == set(range(r + 1))
     assert datasets.load_dataset(REPO, split="train").num_rows == sum(i.rows for i in store.index)
+    assert store.rejects_table().num_rows > 0  # the scripted model writes some too-short queries
+    rejects = datasets.load_dataset(REPO, "rejects", split="train", revision="round-0003")
+    assert sorted(rejects["id"]) == sorted(store.rejects_table().column("id").to_pylist())
     no_unknown_routes(hub_server)
 
 
