@@ -2,7 +2,7 @@
 
 Public-Space settings: visitors open Hub dataset repos (not server paths), their token is used
 for their session only, and the owner's HF_TOKEN is removed from the process so no visitor's
-endpoint or repo request can borrow it. The runs shown on load are the ones bundled in `runs/`
+endpoint or repo request can borrow it. The runs shown on load are the ones bundled in `example-runs/`
 (made with the embedded model), or `HFADVISOR_SPACE_RUNS` (comma-separated public repo ids).
 """
 
@@ -18,8 +18,13 @@ HERE = Path(__file__).resolve().parent
 
 def options() -> SpaceOptions:
     configured = [s.strip() for s in os.environ.get("HFADVISOR_SPACE_RUNS", "").split(",") if s.strip()]
-    bundled = [str(HERE / "runs" / name) for name in ("advisor", "baseline") if (HERE / "runs" / name).is_dir()]
-    opts = SpaceOptions.public_space(configured or bundled)
+    bundled = {
+        f"example: {name}": HERE / "example-runs" / name
+        for name in ("advisor", "baseline")
+        if (HERE / "example-runs" / name).is_dir()
+    }
+    opts = SpaceOptions.public_space(configured or list(bundled))
+    opts.named = bundled
     opts.max_rounds = int(os.environ.get("HFADVISOR_SPACE_MAX_ROUNDS", "6"))
     opts.max_batch_size = int(os.environ.get("HFADVISOR_SPACE_MAX_BATCH", "12"))
     return opts

@@ -266,6 +266,9 @@ def test_public_space_never_lends_the_owner_token(runs, tmp_path):
         client = Client(url, verbose=False)
         with pytest.raises(Exception, match="opens Hub dataset repos"):
             client.predict(str(runs["advisor"]), 1, api_name="/round")
+        bundled = RunStore.open(app.parent / "example-runs" / "advisor", repair=False)
+        shown = client.predict("example: advisor", 1, api_name="/round")  # shipped runs open by name
+        assert shown["weakness"] == bundled.revision(1).weakness
         status, table, *_ = client.predict("advisor", tgi.url, "tgi", 1, 2, "", api_name="/start_run")
         assert 'data-phase="finished"' in status
         assert [row[0] for row in table["data"]] == [0, 1]

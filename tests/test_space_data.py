@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_space_support import SCRIPT_PROMPT, make_run
+from test_space_support import SCRIPT_PROMPT, shared_runs
 
 from hfadvisor.space import data, plots
 from hfadvisor.space.data import SpaceError
@@ -19,10 +19,7 @@ from hfadvisor.store import RunStore
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("space-runs")
-    make_run(root / "advisor", rounds=3, batch_size=4)
-    make_run(root / "baseline", mode="baseline", rounds=3, batch_size=4)
-    return {"advisor": root / "advisor", "baseline": root / "baseline"}
+    return shared_runs(tmp_path_factory.getbasetemp() / "space-runs")
 
 
 def test_timeline_and_rounds_match_the_revisions(runs):

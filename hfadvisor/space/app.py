@@ -54,6 +54,7 @@ class SpaceOptions:
     """
 
     sources: list[str] = field(default_factory=list)  # runs opened on page load: [explore] or [explore, compare]
+    named: dict[str, Path] = field(default_factory=dict)  # runs the operator ships, by name (no server paths shown)
     revision: str = ""
     allow_local: bool = True
     server_token: bool = True
@@ -196,14 +197,14 @@ def build_app(options: SpaceOptions | None = None) -> gr.Blocks:
     initial = opts.sources[0] if opts.sources else ""
     initial_b = opts.sources[1] if len(opts.sources) > 1 else ""
 
-    trusted = {s.strip() for s in opts.sources if s.strip()}
-
     def open_view(session: Session, source: str, revision: str | None, token: str | None) -> RunView:
         text = (source or "").strip()
         if text and text in session.own_runs:  # this session's own run, even where server paths are closed
             return data.open_local(Path(text), label=f"this session's run ({Path(text).name})")
-        if text in trusted and not (revision or "").strip() and Path(text).is_dir():  # chosen by the operator
-            return data.open_local(Path(text), label=Path(text).name if not opts.allow_local else text)
+        if text in opts.named:  # shipped by the operator
+            if (revision or "").strip():
+                raise SpaceError(f"{text} is a bundled run with every round; a revision applies to Hub repos only")
+            return data.open_local(opts.named[text], label=text)
         return data.open_source(
             text,
             revision,
@@ -455,10 +456,15 @@ def build_app(options: SpaceOptions | None = None) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab("Explore a run", id="explore"):
                 with gr.Row(equal_height=True):
-                    source = gr.Textbox(
-                        label="Run directory or Hub dataset repo (owner/name)"
+                    where = (
+                        "Run directory or Hub dataset repo (owner/name)"
                         if opts.allow_local
-                        else "Hub dataset repo (owner/name)",
+                        else "Hub dataset repo (owner/name)"
+                    )
+                    if opts.named:
+                        where += " — or a bundled run: " + ", ".join(opts.named)
+                    source = gr.Textbox(
+                        label=where,
                         value=initial,
                         elem_id="source",
                         scale=4,

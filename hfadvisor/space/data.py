@@ -488,7 +488,7 @@ def compare_table(views: list[RunView]) -> pd.DataFrame:
                 "rows": int(last["rows"]),
                 "rejects": int(sum(r.rejects for r in v.revisions)),
                 "categories covered": None if pd.isna(last["categories covered"]) else int(last["categories covered"]),
-                "distinct-2": last["distinct-2"],
+                "distinct-2": None if pd.isna(last["distinct-2"]) else round(float(last["distinct-2"]), 3),
             }
         )
     return pd.DataFrame.from_records(records)
