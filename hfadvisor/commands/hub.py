@@ -7,16 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from hfadvisor.errors import HFAdvisorError
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _fail(e: HFAdvisorError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {e}", markup=True)
-    return typer.Exit(e.exit_code)
 
 
 def register(app: typer.Typer) -> None:
@@ -34,13 +26,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         max_attempts: Annotated[int, typer.Option(help="attempts per push on transient Hub errors")] = 5,
     ) -> None:
+        from hfadvisor.cli import _fail, err
         from hfadvisor.hub.publish import PushedRound, push_run
 
         t0 = time.monotonic()
 
         def report(p: PushedRound) -> None:
-            what = f"{p.bytes / 1024:.1f} KiB" if p.committed else "tag only: the commit was already there"
-            err.print(f"round {p.round} → {repo_id}@{p.tag} ({what}, {p.seconds:.2f}s)", markup=False)
+            err.print(p.line(repo_id), markup=False, highlight=False, soft_wrap=True)
 
         try:
             pushed = push_run(
@@ -53,15 +45,17 @@ def register(app: typer.Typer) -> None:
                 on_round=report,
             )
         except HFAdvisorError as e:
-            raise _fail(e) from None
+            raise _fail(str(e), e.exit_code) from None
         if not pushed:
-            err.print(f"{repo_id} already has every round of {run_dir}", markup=False)
+            err.print(f"{repo_id} already has every round of {run_dir}", markup=False, soft_wrap=True)
             return
         sent = sum(p.bytes for p in pushed) / 1024
         err.print(
             f"pushed {len(pushed)} rounds to {repo_id} ({sent:.1f} KiB, {time.monotonic() - t0:.1f}s); "
             f'load one with datasets.load_dataset("{repo_id}", revision="{pushed[-1].tag}")',
             markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
 
     @app.command(
@@ -75,16 +69,19 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="tag (round-0007), branch or commit to restore [default: main]")
         ] = None,
     ) -> None:
+        from hfadvisor.cli import _fail, err
         from hfadvisor.hub.pull import pull_run
 
         try:
             store = pull_run(repo_id, run_dir, revision=revision)
         except HFAdvisorError as e:
-            raise _fail(e) from None
+            raise _fail(str(e), e.exit_code) from None
         rows = sum(i.rows for i in store.index)
         cmd = "run" if store.info.mode == "advisor" else "baseline"
         err.print(
             f"pulled rounds 0..{store.rounds_done - 1} ({rows} rows) of run {store.info.run_id[:8]} into {run_dir}; "
             f"continue with `hfadvisor {cmd} {run_dir}` (add --push-to-hub {repo_id} to keep publishing)",
             markup=False,
+            highlight=False,
+            soft_wrap=True,
         )

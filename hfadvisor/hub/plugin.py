@@ -69,9 +69,4 @@ class HubPlugin(Plugin):
             ) from None
 
     def _report(self, pushed: PushedRound) -> None:
-        what = f"{pushed.bytes / 1024:.1f} KiB" if pushed.committed else "tag only"
-        print(
-            f"hub: round {pushed.round} → {self.publisher.repo_id}@{pushed.tag} ({what}, {pushed.seconds:.2f}s)",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"hub: {pushed.line(self.publisher.repo_id)}", file=sys.stderr, flush=True)

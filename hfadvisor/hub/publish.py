@@ -86,6 +86,10 @@ class PushedRound:
     committed: bool  # False: an earlier, interrupted push had made the commit
     tagged: bool  # False: the tag was already there
 
+    def line(self, repo_id: str) -> str:
+        what = f"{self.bytes / 1024:.1f} KiB" if self.committed else "tag only: the commit was already there"
+        return f"round {self.round} → {repo_id}@{self.tag} ({what}, {self.seconds:.2f}s)"
+
 
 class HubPublisher:
     """Pushes the rounds of one run to one Hub dataset repo.
