@@ -156,6 +156,10 @@ def test_compare_advisor_with_baseline(page, runs):
     assert [r[1] for r in table] == ["advisor", "baseline"]
     expected_rows = [str(len(data.open_local(runs[m]).rows)) for m in ("advisor", "baseline")]
     assert [r[3] for r in table] == expected_rows
+    from hfadvisor.compare import shared_categories
+
+    categories, _ = shared_categories([RunStore.open(runs[m]) for m in ("advisor", "baseline")], None)
+    assert all(r[5].endswith(f" of {len(categories)}") for r in table)  # measured against one shared list
     expect(page.locator("#compare-coverage .scatterlayer .trace")).to_have_count(4)  # 2 runs × 2 panels
     expect(page.locator("#compare-categories .barlayer .trace")).to_have_count(2)
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)

@@ -85,6 +85,23 @@ def test_coverage_and_comparison(runs):
     fig = plots.compare_coverage([adv, base])
     assert len(fig.data) == 4  # two runs × (categories, diversity)
     assert fig.data[0].y[-1] == cov["categories covered"].iloc[-1]
+
+
+def test_comparison_uses_one_shared_category_list(runs):
+    from hfadvisor.compare import shared_categories
+
+    adv, base = data.open_local(runs["advisor"]), data.open_local(runs["baseline"])
+    shared = data.shared_measure([adv, base])
+    assert shared is not None  # the dev extra installs the metrics' embedding model
+    expected, _ = shared_categories([RunStore.open(runs[m]) for m in ("advisor", "baseline")], None)
+    assert shared.categories == expected
+    assert [s["rows"].iloc[-1] for s in shared.series] == [len(adv.rows), len(base.rows)]
+    assert [sum(c.values()) for c in shared.rows_per_category] == [len(adv.rows), len(base.rows)]
+    table = data.compare_table([adv, base], shared)
+    covered = [int(s["categories_covered"].iloc[-1]) for s in shared.series]
+    assert table["categories covered (shared list)"].tolist() == [f"{c} of {len(expected)}" for c in covered]
+    fig = plots.compare_coverage([adv, base], shared)
+    assert list(fig.data[2].y) == shared.series[1]["categories_covered"].tolist()
     bars = plots.category_bars(adv, 3)
     assert sum(bars.data[0].x) == data.rows_per_category(adv, 3)["rows"].sum()
 

@@ -303,7 +303,14 @@ def build_app(options: SpaceOptions | None = None) -> gr.Blocks:
         b = open_view(session, source_b, rev_b, token)
         session.views["a"], session.views["b"] = a, b
         views = [a, b]
-        return [session, data.compare_table(views), plots.compare_coverage(views), plots.compare_categories(views)]
+        progress(0.7, desc="measuring both runs against one shared category list")
+        shared = data.shared_measure(views)
+        return [
+            session,
+            data.compare_table(views, shared),
+            plots.compare_coverage(views, shared),
+            plots.compare_categories(views, shared),
+        ]
 
     # ------------------------------------------------------------------ start a run
     def live_status(lr: LiveRun, total: int, current: int, stage: str, phase: str = "running") -> str:

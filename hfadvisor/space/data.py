@@ -474,23 +474,65 @@ def rows_per_category(view: RunView, upto: int | None = None) -> pd.DataFrame:
     return pd.DataFrame({"category": counts.index, "rows": counts.to_numpy()})
 
 
-def compare_table(views: list[RunView]) -> pd.DataFrame:
+@dataclass
+class SharedMeasure:
+    """Runs re-measured against one category list (`hfadvisor.compare`): the fair comparison, since
+    each card's own numbers assign rows to that run's own summary."""
+
+    categories: list[str]
+    basis: str
+    series: list[pd.DataFrame]  # per run, one line per round (rows, categories_covered, distinct_2, ...)
+    rows_per_category: list[dict[str, int]]  # per run, at its last round
+
+
+def shared_measure(views: list[RunView]) -> SharedMeasure | None:
+    """Measure every run against the union of the runs' summaries; None without the metrics extra."""
+    from hfadvisor.errors import MissingDependencyError
+
+    try:
+        from hfadvisor.compare import measure, shared_categories
+        from hfadvisor.metrics.embed import shared_embedder
+
+        embedder = shared_embedder()
+    except (ImportError, MissingDependencyError):
+        return None
+    stores = [RunStore.open(v.path, repair=False, verify=False) for v in views]
+    categories, basis = shared_categories(stores, None)
+    series = [measure(store, embedder, categories) for store in stores]
+    return SharedMeasure(
+        categories=categories,
+        basis=basis,
+        series=[
+            pd.DataFrame.from_records([{k: v for k, v in s.items() if k != "rows_per_category"} for s in run])
+            for run in series
+        ],
+        rows_per_category=[dict(run[-1].get("rows_per_category") or {}) for run in series],
+    )
+
+
+def compare_table(views: list[RunView], shared: SharedMeasure | None = None) -> pd.DataFrame:
     """One line per run: the figures that tell an advisor run from a baseline at a glance."""
     records = []
-    for v in views:
+    for i, v in enumerate(views):
         cov = coverage(v)
         last = cov.iloc[-1]
-        records.append(
-            {
-                "run": v.label,
-                "mode": v.info.mode,
-                "rounds": v.last_round,
-                "rows": int(last["rows"]),
-                "rejects": int(sum(r.rejects for r in v.revisions)),
-                "categories covered": None if pd.isna(last["categories covered"]) else int(last["categories covered"]),
-                "distinct-2": None if pd.isna(last["distinct-2"]) else round(float(last["distinct-2"]), 3),
-            }
-        )
+        rec: dict[str, Any] = {
+            "run": v.label,
+            "mode": v.info.mode,
+            "rounds": v.last_round,
+            "rows": int(last["rows"]),
+            "rejects": int(sum(r.rejects for r in v.revisions)),
+        }
+        if shared is not None:
+            final = shared.series[i].iloc[-1]
+            rec["categories covered (shared list)"] = f"{int(final['categories_covered'])} of {len(shared.categories)}"
+            rec["distinct-2"] = round(float(final["distinct_2"]), 3)
+            rec["Vendi score"] = round(float(final["vendi"]), 2)
+        else:
+            covered = last["categories covered"]
+            rec["categories covered (own card)"] = None if pd.isna(covered) else int(covered)
+            rec["distinct-2"] = None if pd.isna(last["distinct-2"]) else round(float(last["distinct-2"]), 3)
+        records.append(rec)
     return pd.DataFrame.from_records(records)
 
 

@@ -11,7 +11,7 @@ import html
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from hfadvisor.space.data import RunView, coverage, coverage_basis, rows_per_category
+from hfadvisor.space.data import RunView, SharedMeasure, coverage, coverage_basis, rows_per_category
 
 COLORS = ["#2563eb", "#ea580c", "#16a34a", "#9333ea"]
 LAYOUT = {"template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 60, "b": 40}, "height": 380}
@@ -60,55 +60,44 @@ def category_bars(view: RunView, upto: int) -> go.Figure:
     return fig
 
 
-def compare_coverage(views: list[RunView]) -> go.Figure:
-    """Runs side by side: categories covered and diversity (distinct-2) over rounds."""
+def compare_coverage(views: list[RunView], shared: SharedMeasure | None = None) -> go.Figure:
+    """Runs side by side over rounds: categories covered (against the shared list when measured) and distinct-2."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("categories covered", "distinct-2 (diversity)"))
     for i, view in enumerate(views):
-        cov = coverage(view)
+        if shared is not None:
+            s = shared.series[i]
+            x, covered, distinct = s["round"], s["categories_covered"], s["distinct_2"]
+        else:
+            cov = coverage(view)
+            x, covered, distinct = cov["round"], cov["categories covered"], cov["distinct-2"]
         name = _esc(f"{view.info.mode}: {view.label}")
         color = COLORS[i % len(COLORS)]
-        fig.add_trace(
-            go.Scatter(
-                x=cov["round"],
-                y=cov["categories covered"],
-                mode="lines+markers",
-                name=name,
-                line={"color": color},
-                legendgroup=str(i),
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=cov["round"],
-                y=cov["distinct-2"],
-                mode="lines+markers",
-                name=name,
-                line={"color": color},
-                legendgroup=str(i),
-                showlegend=False,
-            ),
-            row=1,
-            col=2,
-        )
+        style = {"mode": "lines+markers", "line": {"color": color}, "legendgroup": str(i)}
+        fig.add_trace(go.Scatter(x=x, y=covered, name=name, **style), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=distinct, name=name, showlegend=False, **style), row=1, col=2)
     fig.update_xaxes(title_text="round")
-    fig.update_layout(title="Advisor vs baseline: coverage and diversity over rounds", **LAYOUT)
+    basis = shared.basis if shared is not None else "each run's own summary (no shared measure)"
+    fig.update_layout(title=_esc(f"Coverage and diversity over rounds — categories: {basis}"), **LAYOUT)
     return fig
 
 
-def compare_categories(views: list[RunView]) -> go.Figure:
+def compare_categories(views: list[RunView], shared: SharedMeasure | None = None) -> go.Figure:
     """Rows per category of each run (its last round), one panel per run."""
     titles = [_esc(f"{v.info.mode}: {v.label}") for v in views]
     fig = make_subplots(rows=1, cols=len(views), subplot_titles=titles, horizontal_spacing=0.25)
     longest = 0
     for i, view in enumerate(views):
-        per = rows_per_category(view)
-        longest = max(longest, len(per))
+        if shared is not None:
+            counts = sorted(shared.rows_per_category[i].items(), key=lambda kv: -kv[1])
+            cats, rows = [c for c, _ in counts], [n for _, n in counts]
+        else:
+            per = rows_per_category(view)
+            cats, rows = list(per["category"]), list(per["rows"])
+        longest = max(longest, len(cats))
         fig.add_trace(
             go.Bar(
-                x=per["rows"],
-                y=[_esc(c) for c in per["category"]],
+                x=rows,
+                y=[_esc(c) for c in cats],
                 orientation="h",
                 marker_color=COLORS[i % len(COLORS)],
                 showlegend=False,
