@@ -168,23 +168,19 @@ class LiveRun:
 def push(run_dir: Path, repo_id: str, token: str | None, *, private: bool = True) -> str:
     """Push a run to the Hub with `hfadvisor.hub` (one commit and tag per round); returns a summary line."""
     try:
-        from huggingface_hub import HfApi
-
-        from hfadvisor.hub.publish import HubPublisher
+        from hfadvisor.hub.publish import HubPublisher, tag_name
     except ImportError:
         raise HFAdvisorError(
             "pushing needs the Hub support of hfadvisor (hfadvisor.hub), which is not installed"
         ) from None
     store = RunStore.open(run_dir, repair=False)
-    publisher = HubPublisher(repo_id, private=private)
-    if token:  # the session's token for this push only (HubPublisher defaults to the process login)
-        publisher.token = token
-        publisher.api = HfApi(token=token)
     try:
+        publisher = HubPublisher(repo_id, private=private, token=token)  # the session's token for this push only
         publisher.connect()
         publisher.attach(store)
         pushed = publisher.push_pending(store)
     except HFAdvisorError as e:
         raise HFAdvisorError(scrub(str(e), token)) from None
-    tag = f"round-{store.rounds_done - 1:04d}"
-    return f"pushed {len(pushed)} round(s) to {repo_id} ({'private' if private else 'public'}); latest tag {tag}"
+    latest = tag_name(publisher.tag_prefix, store.rounds_done - 1)
+    visibility = "private" if private else "public"
+    return f"pushed {len(pushed)} round(s) to {repo_id} ({visibility}); latest tag {latest}"
