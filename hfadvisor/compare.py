@@ -110,11 +110,22 @@ def plot_coverage(series: dict[str, list[dict[str, Any]]], total: int) -> bytes:
     fig, axes = _figure()
     ax = axes[0][0]
     for i, (label, points) in enumerate(series.items()):
-        ax.plot([p["round"] for p in points], [p["categories_covered"] for p in points], marker="o", markersize=3,
-                color=COLORS[i % len(COLORS)], label=label, linewidth=2)  # fmt: skip
+        rounds, color = [p["round"] for p in points], COLORS[i % len(COLORS)]
+        ax.plot(
+            rounds,
+            [p["categories_covered"] for p in points],
+            marker="o",
+            markersize=3,
+            color=color,
+            label=f"{label}: covered (≥ 1 row)",
+            linewidth=2,
+        )
+        ax.plot(rounds, [p["effective_categories"] for p in points], linestyle="--", color=color,
+                label=f"{label}: effective number (exp entropy)", linewidth=2)  # fmt: skip
     ax.set_title(f"Categories covered (of {total} shared categories) vs rounds")
     ax.set_xlabel("round")
-    ax.set_ylabel("categories with ≥ 1 row")
+    ax.set_ylabel("categories")
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend()
     return _png(fig)
@@ -134,6 +145,8 @@ def plot_diversity(series: dict[str, list[dict[str, Any]]]) -> bytes:
                     label=label, linewidth=2)  # fmt: skip
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("rows", fontsize=9)
+        if key == "near_duplicate_rate":
+            ax.set_ylim(0, max(0.05, *(p[key] for pts in series.values() for p in pts)) * 1.1)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=9)
     return _png(fig)
@@ -279,6 +292,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         ("rows", lambda r: str(r["rows"])),
         ("generator model", lambda r: md(r["model"])),
         ("categories covered", lambda r: f"{r['categories_covered']} of {r['categories_total']}"),
+        ("effective number of categories", lambda r: f"{r['effective_categories']:.1f}"),
         ("Vendi score", lambda r: f"{r['vendi']:.2f}"),
         ("mean pairwise cosine distance", lambda r: f"{r['mean_cosine_distance']:.3f}"),
         ("distinct-1 / distinct-2", lambda r: f"{r['distinct_1']:.3f} / {r['distinct_2']:.3f}"),

@@ -14,7 +14,7 @@ import hfadvisor
 from hfadvisor.metrics import embed
 from hfadvisor.metrics.coverage import Coverage, clean_categories
 from hfadvisor.metrics.diversity import Diversity, mean_cosine_distance, vendi_score
-from hfadvisor.metrics.state import MetricState
+from hfadvisor.metrics.state import MetricState, effective_number
 from hfadvisor.metrics.text import DistinctN, NearDuplicates, distinct_n, jaccard, near_duplicate_rate, shingles
 from hfadvisor.serve.backend import GenerationRequest
 
@@ -159,6 +159,14 @@ def test_coverage_incremental_categories_equal_from_scratch(embedder):
     assert sum(grown.rows_per_category().values()) == 5
 
 
+def test_effective_number_of_categories():
+    assert effective_number([5, 5]) == pytest.approx(2.0)
+    assert effective_number([1, 1, 1, 1, 0]) == pytest.approx(4.0)
+    assert effective_number([10, 0, 0]) == pytest.approx(1.0)
+    assert effective_number([]) == 0.0
+    assert 1 < effective_number([9, 1]) < 2  # both covered, but mostly one
+
+
 def test_clean_categories():
     assert clean_categories(["1. Financial fraud", "financial FRAUD!", "  ", "- Self-harm", "Area 7", "Area 12"]) == [
         "Financial fraud",
@@ -226,6 +234,7 @@ def test_plugin_metrics_in_every_card_and_resume_is_exact(tmp_path, scripted_tgi
         assert sum(m["rows_per_category"].values()) == total
         card = (out / rev.card).read_text()
         assert "### Metrics" in card and f"| rows | {total} |" in card and "Vendi score" in card
+        assert m["effective_categories"] == pytest.approx(effective_number(m["rows_per_category"].values()), abs=1e-3)
     prompts = store.table().column("prompt").to_pylist()
     fresh = MetricState(embedder, revs[-1].summary_after)
     fresh.add(prompts)

@@ -101,6 +101,9 @@ def section_markdown(m: dict[str, Any]) -> str:
             f"| categories covered | {m['categories_covered']} of {m['categories_total']} "
             f"(each row assigned to the closest line of {md(m.get('categories_from', 'the summary'))}) |"
         )
+        lines.append(
+            f"| effective number of categories (exp entropy of rows per category) | {m['effective_categories']:.1f} |"
+        )
     lines.append(f"| distinct-1 / distinct-2 | {_fmt(m['distinct_1'])} / {_fmt(m['distinct_2'])} |")
     if "vendi" in m:
         lines.append(f"| embedding diversity: mean pairwise cosine distance | {_fmt(m['mean_cosine_distance'])} |")

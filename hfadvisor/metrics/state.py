@@ -9,12 +9,23 @@ float rounding and ties between equally close categories).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
 from hfadvisor.metrics.text import NEAR_DUP_JACCARD, DistinctN, NearDuplicates
 
-EMBEDDING_KEYS = ("mean_cosine_distance", "vendi", "categories_total", "categories_covered", "rows_per_category")
+
+def effective_number(counts: Iterable[int]) -> float:
+    """exp(entropy) of the rows-per-category shares: k for rows spread evenly over k categories, 1 for one.
+
+    "Covered" saturates once every category has a stray row; this says how evenly rows spread.
+    """
+    values = [c for c in counts if c > 0]
+    total = sum(values)
+    if not total:
+        return 0.0
+    return math.exp(-sum(c / total * math.log(c / total) for c in values))
 
 
 class MetricState:
@@ -66,6 +77,7 @@ class MetricState:
                 "vendi": round(self.diversity.vendi, 3),
                 "categories_total": len(per_cat),
                 "categories_covered": sum(1 for c in per_cat.values() if c),
+                "effective_categories": round(effective_number(per_cat.values()), 3),
                 "rows_per_category": per_cat,
             }
         return out
