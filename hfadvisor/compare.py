@@ -55,6 +55,8 @@ def measure(store: RunStore, embedder: Any, categories: list[str], upto: int | N
         if entry.shard:
             state.add(pq.read_table(store.path / entry.shard, columns=["prompt"]).column("prompt").to_pylist())
         series.append({"round": entry.round, **state.snapshot()})
+        if len(series) > 1:  # per-category counts are kept for the last round only (size: rounds × categories)
+            series[-2].pop("rows_per_category", None)
     return series
 
 
