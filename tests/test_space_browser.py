@@ -183,9 +183,11 @@ class GatedModel(ScriptedModel):
     def __init__(self) -> None:
         super().__init__()
         self.gate = threading.Event()
+        self.waiting = threading.Event()  # set while round 2's weakness call is held
 
     def __call__(self, req: GenerationRequest) -> str:
         if "One more" in req.prompt and self.weak == 1:
+            self.waiting.set()
             self.gate.wait(60)
         return super().__call__(req)
 
@@ -235,6 +237,22 @@ def test_start_a_run_rounds_appear_live_download_and_token_stays_secret(page, sp
     for f in Path(space["started"]).rglob("*"):
         if f.is_file():
             assert SESSION_TOKEN.encode() not in f.read_bytes(), f
+
+
+def test_stop_after_this_round_keeps_the_complete_rounds(space):
+    from gradio_client import Client
+
+    model = GatedModel()
+    with running_tgi(ScriptedBackend(model)) as tgi:
+        client = Client(str(space["url"]), verbose=False)
+        job = client.submit("advisor", tgi.url, "tgi", 3, 2, "", api_name="/start_run")
+        assert model.waiting.wait(60), "round 2 never started"
+        said = client.predict(api_name="/stop_run")
+        assert said.startswith("Stopping after the current round")
+        model.gate.set()
+        status, table, *_ = job.result(timeout=120)
+    assert 'data-phase="stopped"' in status and "stopped before round 3" in status
+    assert [row[0] for row in table["data"]] == [0, 1, 2]  # round 2 (running when asked) completed, 3 never began
 
 
 def test_api_with_gradio_client(space, runs):

@@ -135,6 +135,25 @@ def test_bad_sources_fail_with_one_readable_line(runs, tmp_path):
         data.open_source(str(tmp_path / "empty"))
 
 
+def test_space_command_rejects_bad_input_with_one_line_and_exit_2(runs, tmp_path):
+    import socket
+
+    from helpers import cli
+
+    bad = cli("space", "no such/run here")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: 'no such/run here' is neither a run directory nor a Hub dataset repo id (owner/name)"
+    ]
+    (tmp_path / "empty").mkdir()
+    empty = cli("space", str(runs["advisor"]), "--compare", str(tmp_path / "empty"))
+    assert empty.returncode == 2 and "not an hfadvisor run directory" in empty.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = cli("space", str(runs["advisor"]), "--port", str(taken.getsockname()[1]), timeout=120)
+    assert busy.returncode == 2 and "pick another --port" in busy.stderr and "Traceback" not in busy.stderr
+
+
 def test_zip_is_the_run(runs, tmp_path):
     archive = data.zip_run(runs["advisor"], tmp_path / "out")
     with zipfile.ZipFile(archive) as z:

@@ -35,11 +35,12 @@ def register(app: typer.Typer) -> None:
             require("gradio", "space")
             require("plotly", "space")
             from hfadvisor.space import SpaceOptions, build_app, launch_kwargs
-            from hfadvisor.space.data import classify_source
+            from hfadvisor.space.data import classify_source, open_local
 
             sources = [s for s in (source, compare) if s]
-            for s in sources:
-                classify_source(s)  # a typo fails here, in the terminal, not later in the page
+            for s in sources:  # a typo or a non-run fails here, in the terminal, not later in the page
+                if classify_source(s) == "local":
+                    open_local(Path(s).expanduser())
             if runs_dir is not None:
                 runs_dir.mkdir(parents=True, exist_ok=True)
             options = SpaceOptions(sources=sources, revision=revision or "", runs_dir=runs_dir)
@@ -53,5 +54,7 @@ def register(app: typer.Typer) -> None:
             demo.queue(default_concurrency_limit=4).launch(
                 server_name=host, server_port=port, quiet=True, **launch_kwargs()
             )
-        except OSError as e:
-            raise _fail(f"cannot serve on {host}:{port} ({e.strerror or e}): pick another --port") from None
+        except OSError:
+            raise _fail(
+                f"cannot serve on {host}:{port}: the port is taken or not allowed; pick another --port"
+            ) from None
