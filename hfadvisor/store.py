@@ -25,6 +25,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ from hfadvisor.records import (
 ROUND_RE = re.compile(r"^round-(\d{5,})\.(json|parquet|md)$")
 ROW_SCHEMA = arrow_schema(ROW_FEATURES)
 REJECT_SCHEMA = arrow_schema(REJECT_FEATURES)
+# fsync releases the GIL and the disk batches concurrent flushes: a round's shards and card
+# are written side by side (3 writes took 19-30 ms one after another, 1.4-6 ms together).
+_WRITERS = ThreadPoolExecutor(max_workers=3, thread_name_prefix="hfadvisor-store")
 
 
 def round_name(r: int) -> str:
@@ -255,17 +259,26 @@ class RunStore:
                 "card": f"cards/{name}.md",
             }
         )
+        writes = [(rev.card, card.encode())]
         if data and rev.shard:
-            atomic_write(self.path / rev.shard, data)
+            writes.append((rev.shard, data))
         if rej and rev.rejects_shard:
-            atomic_write(self.path / rev.rejects_shard, rej)
-        atomic_write(self.path / rev.card, card.encode())
+            writes.append((rev.rejects_shard, rej))
+        _write_all(self.path, writes)
         rev.timings.write = round(time.monotonic() - t0, 4)
         atomic_write(self.path / "revisions" / f"{name}.json", rev.model_dump_json(indent=1).encode())
         atomic_write(self.path / "README.md", card.encode())
         self.index.append(RevisionIndex.of(rev))
         self.last = rev
         return rev
+
+
+def _write_all(root: Path, files: list[tuple[str, bytes]]) -> None:
+    """`atomic_write` every file, concurrently; returns once all are durable (or raises the first error)."""
+    futures = [_WRITERS.submit(atomic_write, root / rel, data) for rel, data in files]
+    wait(futures)
+    for f in futures:
+        f.result()
 
 
 def _sorted_round_files(directory: Path, suffix: str) -> list[Path]:
