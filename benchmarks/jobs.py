@@ -217,7 +217,28 @@ def job_overhead(a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-JOBS = {"run": job_run, "respond": job_respond, "prompts": job_prompts, "overhead": job_overhead}
+def job_push(a: dict[str, Any]) -> dict[str, Any]:
+    """Push every round of a finished run to the Hub at HF_ENDPOINT, one commit + tag per round (P3)."""
+    from hfadvisor.hub.publish import HubPublisher, PushedRound
+    from hfadvisor.store import RunStore
+
+    store = RunStore.open(a["out"])
+    pushed: dict[int, PushedRound] = {}
+    publisher = HubPublisher(a["repo"], private=True)
+    publisher.connect()
+    t0 = time.monotonic()
+    publisher.push_pending(store, lambda p: pushed.__setitem__(p.round, p))
+    res: dict[str, Any] = {"wall": time.monotonic() - t0, "rounds": len(pushed), "windows": {}}
+    for lo, hi in a["windows"]:
+        rs = [r for r in range(lo, hi + 1) if r in pushed]
+        res["windows"][f"{lo}-{hi}"] = {
+            "seconds": sum(pushed[r].seconds for r in rs) / len(rs),
+            "bytes": sum(pushed[r].bytes for r in rs) / len(rs),
+        }
+    return res
+
+
+JOBS = {"push": job_push, "run": job_run, "respond": job_respond, "prompts": job_prompts, "overhead": job_overhead}
 
 
 def main() -> None:

@@ -92,11 +92,20 @@ class Table:
         return "\n".join([line, sep, *body])
 
 
-def job(name: str, args: dict[str, Any], timeout: float, python: str | None = None, script: str | None = None) -> Any:
+def job(
+    name: str,
+    args: dict[str, Any],
+    timeout: float,
+    python: str | None = None,
+    script: str | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> Any:
     """Run one job in a fresh process; its last stdout line `RESULT {...}` is the answer."""
     cmd = [python or sys.executable, *([script] if script else ["-m", "benchmarks.jobs", name]), json.dumps(args)]
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("HF_TOKEN", None)
+    for key in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):  # only what a job is given explicitly
+        env.pop(key, None)
+    env.update(env_extra or {})
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
@@ -217,40 +226,79 @@ def p2(t: Table, s: Sizes, work: Path, distilabel: bool) -> None:
     t.raw["P2"] = raw
 
 
+def hub_env(work: Path) -> tuple[Any, dict[str, str]]:
+    """The test suite's Hub-compatible server (tests/hub_server.py) in a thread, and env for the unmodified client."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hub_server import HubServer  # type: ignore[import-not-found]
+
+    server = HubServer().start()
+    env = {
+        "HF_ENDPOINT": server.url,
+        "HF_TOKEN": server.token or "",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HOME": str(work / "hf-home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    return server, env
+
+
 def p3(t: Table, s: Sizes, work: Path) -> None:
+    hub, env = hub_env(work)
+    try:
+        for mode in ("advisor", "baseline"):
+            _p3_mode(t, s, work, mode, env)
+    finally:
+        hub.stop()
+
+
+def _p3_mode(t: Table, s: Sizes, work: Path, mode: str, hub_env: dict[str, str]) -> None:
     (a_lo, a_hi), (b_lo, b_hi) = s.p3_windows
-    for mode in ("advisor", "baseline"):
-        with ServerProcess(per_call=0.0, capacity=64) as srv:
-            args = {
-                "url": srv.url,
-                "out": str(work / f"p3-{mode}"),
-                "mode": mode,
-                "rounds": s.p3_rounds,
-                "batch_size": 12,
-                "metrics": False,
-                "instrument": True,
-                "windows": list(s.p3_windows),
-                **({"pipeline_depth": 1} if mode == "baseline" else {}),
-            }
-            r = job("run", args, s.job_timeout)
-        w1, w2 = r["windows"][f"{a_lo}-{a_hi}"], r["windows"][f"{b_lo}-{b_hi}"]
-        t.raw[f"P3_{mode}"] = r
-        tr, br = w2["seconds"] / w1["seconds"], w2["bytes"] / w1["bytes"]
-        parts = ", ".join(f"{k} {w1['bytes_parts'][k]:.0f}→{w2['bytes_parts'][k]:.0f}" for k in w1["bytes_parts"])
+    with ServerProcess(per_call=0.0, capacity=64) as srv:
+        args = {
+            "url": srv.url,
+            "out": str(work / f"p3-{mode}"),
+            "mode": mode,
+            "rounds": s.p3_rounds,
+            "batch_size": 12,
+            "metrics": False,
+            "instrument": True,
+            "windows": list(s.p3_windows),
+            **({"pipeline_depth": 1} if mode == "baseline" else {}),
+        }
+        r = job("run", args, s.job_timeout)
+    w1, w2 = r["windows"][f"{a_lo}-{a_hi}"], r["windows"][f"{b_lo}-{b_hi}"]
+    t.raw[f"P3_{mode}"] = r
+    tr, br = w2["seconds"] / w1["seconds"], w2["bytes"] / w1["bytes"]
+    parts = ", ".join(f"{k} {w1['bytes_parts'][k]:.0f}→{w2['bytes_parts'][k]:.0f}" for k in w1["bytes_parts"])
+    t.add(
+        f"P3 {mode} round {b_hi} / round {a_hi // 10 * 10} time",
+        f"{tr:.2f}×",
+        "≤ 2×",
+        tr <= 2,
+        f"{w1['seconds'] * 1000:.1f} → {w2['seconds'] * 1000:.1f} ms/round (render {w1['render'] * 1000:.1f} → "
+        f"{w2['render'] * 1000:.1f}, commit {w1['commit'] * 1000:.1f} → {w2['commit'] * 1000:.1f} ms)",
+    )
+    t.add(
+        f"P3 {mode} round {b_hi} / round {a_hi // 10 * 10} bytes",
+        f"{br:.2f}×",
+        "≤ 2×",
+        br <= 2,
+        f"{w1['bytes']:.0f} → {w2['bytes']:.0f} B/round ({parts}; +README = card)",
+    )
+    push_args = {"out": str(work / f"p3-{mode}"), "repo": f"hf-tester/bench-p3-{mode}", "windows": list(s.p3_windows)}
+    pr = job("push", push_args, s.job_timeout, env_extra=hub_env)
+    t.raw[f"P3_{mode}_push"] = pr
+    h1, h2 = pr["windows"][f"{a_lo}-{a_hi}"], pr["windows"][f"{b_lo}-{b_hi}"]
+    for what, unit, k in (("time", "ms", "seconds"), ("bytes", "B", "bytes")):
+        ratio = h2[k] / h1[k]
+        scale = 1000 if k == "seconds" else 1
         t.add(
-            f"P3 {mode} round {b_hi} / round {a_hi // 10 * 10} time",
-            f"{tr:.2f}×",
+            f"P3 {mode} Hub push round {b_hi} / round {a_hi // 10 * 10} {what}",
+            f"{ratio:.2f}×",
             "≤ 2×",
-            tr <= 2,
-            f"{w1['seconds'] * 1000:.1f} → {w2['seconds'] * 1000:.1f} ms/round (render {w1['render'] * 1000:.1f} → "
-            f"{w2['render'] * 1000:.1f}, commit {w1['commit'] * 1000:.1f} → {w2['commit'] * 1000:.1f} ms)",
-        )
-        t.add(
-            f"P3 {mode} round {b_hi} / round {a_hi // 10 * 10} bytes",
-            f"{br:.2f}×",
-            "≤ 2×",
-            br <= 2,
-            f"{w1['bytes']:.0f} → {w2['bytes']:.0f} B/round ({parts}; +README = card)",
+            ratio <= 2,
+            f"{h1[k] * scale:.1f} → {h2[k] * scale:.1f} {unit}/round (test Hub server, commit + tag per round; "
+            f"{pr['rounds']} rounds pushed in {pr['wall']:.0f}s)",
         )
 
 
@@ -274,7 +322,7 @@ def p4(t: Table, s: Sizes, work: Path) -> None:
     ratio = big["maxrss_kb"] / small["maxrss_kb"]
     t.raw["P4"] = res
     t.add(
-        f"P4 peak RSS {s.p4_rows[1] // 1000}k / {s.p4_rows[0] // 1000}k rows",
+        f"P4 peak RSS {s.p4_rows[1] / 1000:g}k / {s.p4_rows[0] / 1000:g}k rows",
         f"{ratio:.2f}×",
         "≤ 1.2×",
         ratio <= 1.2,
