@@ -2,8 +2,8 @@
 
 Fairness first: each run's cards assign rows to that run's own summary, which for an
 advisor run contains its own weaknesses. Here every run is re-measured against one shared
-category list (the union of the runs' summaries and seed summaries, or `--categories
-FILE`), round by round, with the same incremental metrics as the cards
+category list (the union of the runs' seed summaries, final summaries and targeted
+weaknesses, or `--categories FILE` for a neutral taxonomy), round by round, with the same incremental metrics as the cards
 (`hfadvisor.metrics.state`). Safety evaluations (`hfadvisor evaluate` outputs) found in
 `RUN/evaluations/*/` or given as LABEL=DIR add a safe-rate-per-category plot.
 """
@@ -39,8 +39,12 @@ def shared_categories(stores: list[RunStore], categories_file: Path | None) -> t
         lines += Preset.model_validate(store.info.preset).seed_summary
         if store.info.mode == "advisor" and store.last is not None:
             lines += store.last.summary_after
+            # every weakness targeted too: a small model's summary rewrite can drop or never add them
+            lines += [rev.weakness for rev in store.revisions() if rev.weakness]
     cats = clean_categories(lines)
-    return cats, f"the union of the runs' seed summaries and final summaries ({len(cats)} categories)"
+    return cats, (
+        f"the union of the runs' seed summaries, final summaries and targeted weaknesses ({len(cats)} categories)"
+    )
 
 
 def measure(store: RunStore, embedder: Any, categories: list[str], upto: int | None = None) -> list[dict[str, Any]]:

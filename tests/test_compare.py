@@ -97,7 +97,9 @@ def test_compare_writes_report_and_plots(two_runs, tmp_path):
 
     # the figures are the shared-category metrics of each run's rows, round by round
     advisor, baseline = RunStore.open(two_runs / "advisor"), RunStore.open(two_runs / "baseline")
-    assert set(report["categories"]) >= set(advisor.last.summary_after)
+    assert set(report["categories"]) >= set(advisor.last.summary_after) | {
+        r.weakness for r in advisor.revisions() if r.weakness
+    }
     assert len(report["series"]["advisor"]) == 5 and report["runs"]["advisor"]["rounds"] == 4
     for store, label in ((advisor, "advisor"), (baseline, "baseline")):
         fresh = MetricState(shared_embedder(), report["categories"])
