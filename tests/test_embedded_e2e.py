@@ -31,3 +31,48 @@ def test_default_run_on_the_embedded_model(tmp_path):
     assert datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "c")).num_rows == ds.num_rows
     log = cli("log", str(out))
     assert log.returncode == 0 and store.last.weakness.split()[0] in log.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_hfadvisor_serve_then_run_over_the_chat_api(tmp_path):
+    """`hfadvisor serve` is a TGI-protocol server any client can use: here `run --api chat` against it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx2
+    from helpers import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hfadvisor", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "NO_PROXY": "127.0.0.1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:] if server.stderr else ""
+            try:
+                if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.5)
+        info = httpx2.get(f"{url}/info").json()
+        assert info["model_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and info["chat_template"]
+        out = tmp_path / "chat"
+        proc = cli("run", "-o", str(out), "-e", f"{url}/v1", "--api", "chat", "--rounds", "1", "--batch-size", "4")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        store = hfadvisor.api.RunStore.open(out)
+        assert store.info.method["prompt_style"] == "instruct"
+        rev = store.last
+        assert rev.weakness and rev.ledger.requests >= 4 + 2 and rev.ledger.prompt_tokens > 0
+        assert rev.rows + rev.rejects == 4
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -181,12 +181,13 @@ class LLMClient:
         """Ask the first reachable endpoint what it serves (TGI `/info`, else `/v1/models`)."""
         last: Exception | None = None
         for ep in self._endpoints:
+            base = ep.url.rstrip("/").removesuffix("/v1")  # OpenAI-style URLs are often given with /v1
             try:
                 async with httpx2.AsyncClient(timeout=min(self.timeout, 30.0)) as http:
-                    resp = await http.get(f"{ep.url}/info")
+                    resp = await http.get(f"{base}/info")
                     if resp.status_code == 200:
                         return dict(resp.json())
-                    resp = await http.get(f"{ep.url}/v1/models")
+                    resp = await http.get(f"{base}/v1/models")
                     if resp.status_code == 200:
                         data = resp.json().get("data") or [{}]
                         return {"model_id": data[0].get("id")}
