@@ -6,6 +6,9 @@ must say what went wrong *and* what to do about it, and must never contain secre
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class HFAdvisorError(Exception):
     """Base class: a user-facing, one-line, actionable error."""
@@ -39,3 +42,29 @@ def require(module: str, extra: str) -> None:
 
     if importlib.util.find_spec(module) is None:
         raise MissingDependencyError(f"'{module}' is not installed; install it with: pip install 'hfadvisor[{extra}]'")
+
+
+def first_user_error(group: BaseExceptionGroup) -> HFAdvisorError | None:
+    """The first `HFAdvisorError` inside a (nested) exception group, if any."""
+    for exc in group.exceptions:
+        if isinstance(exc, HFAdvisorError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup) and (inner := first_user_error(exc)) is not None:
+            return inner
+    return None
+
+
+@contextmanager
+def user_errors_first() -> Iterator[None]:
+    """Re-raise a TaskGroup's failure as its first user-facing error, so the CLI prints one line.
+
+    A failed endpoint inside `asyncio.TaskGroup` surfaces as an `ExceptionGroup`; without
+    this the user would see a traceback instead of the error's actionable message.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        first = first_user_error(group)
+        if first is not None:
+            raise first from None
+        raise

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from datasets import Features, Value
 
 from hfadvisor.config import RetryPolicy, Sampling
-from hfadvisor.errors import ConfigError, HFAdvisorError, RunStateError
+from hfadvisor.errors import ConfigError, HFAdvisorError, RunStateError, user_errors_first
 from hfadvisor.llm import ChatTemplate, LLMClient, load_chat_template
 from hfadvisor.loop import now
 from hfadvisor.records import arrow_schema
@@ -335,14 +335,9 @@ async def evaluate(
             part = out / "parts" / f"part-{k:05d}.parquet"
             if part.is_file():
                 continue
-            try:
+            with user_errors_first():
                 async with asyncio.TaskGroup() as tg:
                     tasks = [tg.create_task(judge_one(item)) for item in chunk]
-            except BaseExceptionGroup as group:
-                first = next((e for e in group.exceptions if isinstance(e, HFAdvisorError)), None)
-                if first is not None:
-                    raise first from None
-                raise
             atomic_write(part, parquet_bytes([t.result() for t in tasks], JUDGEMENT_SCHEMA))
             done += len(chunk)
             if on_progress:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from hfadvisor import card
 from hfadvisor.config import RunConfig
-from hfadvisor.errors import ModelOutputError
+from hfadvisor.errors import ModelOutputError, user_errors_first
 from hfadvisor.llm import Ledger, LLMClient
 from hfadvisor.plugins import Plugin
 from hfadvisor.presets import Preset
@@ -197,8 +197,9 @@ class Runner:
             )
             return slot, examples, out.text
 
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(one(slot)) for slot in range(self.config.batch_size)]
+        with user_errors_first():
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(one(slot)) for slot in range(self.config.batch_size)]
         return [t.result() for t in tasks]
 
     def _validate(

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from hfadvisor import __version__
 from hfadvisor.config import RetryPolicy, Sampling
-from hfadvisor.errors import ConfigError, HFAdvisorError, RunStateError
+from hfadvisor.errors import ConfigError, RunStateError, user_errors_first
 from hfadvisor.llm import Ledger, LLMClient, load_chat_template
 from hfadvisor.loop import call_seed, now
 from hfadvisor.records import arrow_schema
@@ -257,15 +257,10 @@ async def respond(
             async with window:
                 await one_round(r, shard)
 
-        try:
+        with user_errors_first():
             async with asyncio.TaskGroup() as tg:
                 for entry in pending:
                     tg.create_task(guarded(entry.round, entry.shard or ""))
-        except BaseExceptionGroup as group:
-            first = _first_user_error(group)
-            if first is not None:
-                raise first from None
-            raise
     return {
         "model": name,
         "rounds_answered": len(pending),
@@ -275,17 +270,6 @@ async def respond(
         "chat_template": template_spec,
         "ledger": client.ledger.model_dump(mode="json"),
     }
-
-
-def _first_user_error(group: BaseExceptionGroup) -> HFAdvisorError | None:
-    for exc in group.exceptions:
-        if isinstance(exc, HFAdvisorError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            inner = _first_user_error(exc)
-            if inner is not None:
-                return inner
-    return None
 
 
 def respond_run(run_dir: str | Path, endpoints: list[str], **options: Any) -> dict[str, Any]:

@@ -303,3 +303,36 @@ def test_pipelined_baseline_is_deterministic_and_lags_the_pool(tmp_path, scripte
     assert sum(rev.ledger.requests for rev in a.revisions()) == rounds * batch
     with pytest.raises(ConfigError, match="baseline only"):
         hfadvisor.run(tmp_path / "c", endpoints=[scripted_tgi.url], pipeline_depth=2)
+
+
+def test_failing_generations_end_in_one_line_not_a_traceback(tmp_path, scripted_tgi, script):
+    """An endpoint that gives up inside the concurrent batch is reported like any other endpoint error."""
+    from helpers import cli
+
+    def respond(req: GenerationRequest) -> str:
+        if script.stage_of(req.prompt) == "generate":
+            raise RuntimeError("model crashed")
+        return script(req)
+
+    scripted_tgi.backend.respond = respond
+    out = tmp_path / "run"
+    proc = cli(
+        "run",
+        "-o",
+        str(out),
+        "-e",
+        scripted_tgi.url,
+        "--rounds",
+        "2",
+        "--batch-size",
+        "3",
+        "--no-metrics",
+        "--max-attempts",
+        "2",
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "ExceptionGroup" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "generate call failed after 2 attempts" in errors[0], proc.stderr
+    assert proc.stderr.rstrip().endswith("resumes from the last complete round")
+    assert RunStore.open(out).rounds_done == 1  # the seed round, intact and resumable
