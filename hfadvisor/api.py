@@ -204,6 +204,8 @@ async def execute(plan: Plan, observer: Observer | None = None) -> RunStore:
             if config.chat_template and config.api == "tgi":
                 client.chat_template = load_chat_template(config.chat_template, info)
             model = config.model or str(info.get("model_id") or client.endpoint_names[0])
+            for plugin in plugins:
+                plugin.preflight(plan.info)
             store = plan.store or _seed_round(plan)
             assert store is not None
             plan.store = store

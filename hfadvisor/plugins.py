@@ -15,7 +15,7 @@ from hfadvisor.errors import ConfigError
 
 if TYPE_CHECKING:
     from hfadvisor.config import RunConfig
-    from hfadvisor.records import Revision
+    from hfadvisor.records import Revision, RunInfo
     from hfadvisor.store import RunStore
 
 
@@ -23,6 +23,9 @@ class Plugin:
     """Override what you need; every hook is optional."""
 
     name = "plugin"
+
+    def preflight(self, info: RunInfo) -> None:
+        """Checks that need the run's identity, before anything is written (raise to refuse the run)."""
 
     def setup(self, store: RunStore) -> None:
         """Called once before the first round of a session (rebuild state from the run here)."""
@@ -58,10 +61,6 @@ def build_plugins(config: RunConfig) -> list[Plugin]:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("hfadvisor"):
-                if flag == "metrics":
-                    continue  # metrics are on by default; absent until that module exists
-                raise ConfigError(f"`{flag}` is not available in this hfadvisor version") from None
             raise ConfigError(
                 f"`{flag}` needs the '{e.name}' package: pip install 'hfadvisor[{_extra(flag)}]'"
             ) from None

@@ -17,7 +17,7 @@ from hfadvisor.config import RunConfig
 from hfadvisor.hub.errors import HubError
 from hfadvisor.hub.publish import HubPublisher, PushedRound
 from hfadvisor.plugins import Plugin
-from hfadvisor.records import Revision
+from hfadvisor.records import Revision, RunInfo
 from hfadvisor.store import RunStore
 
 # Mid-run, the next round is another chance: give up sooner than `hfadvisor push` does (1 + 2 s of backoff).
@@ -38,6 +38,9 @@ class HubPlugin(Plugin):
         )
         self.last_round = config.rounds
         self.publisher.connect()
+
+    def preflight(self, info: RunInfo) -> None:
+        self.publisher.check_run(info.run_id)  # before round 0 of a new run is written locally
 
     def setup(self, store: RunStore) -> None:
         self.publisher.attach(store)

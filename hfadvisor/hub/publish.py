@@ -212,11 +212,15 @@ class HubPublisher:
 
     def attach(self, store: RunStore) -> None:
         """Refuse a repo that holds another run (run ids are unique per run)."""
+        self.check_run(store.info.run_id)
+
+    def check_run(self, run_id: str) -> None:
+        """Refuse a repo that holds another run; callable before the run directory exists."""
         assert self.remote is not None, "connect() first"
-        if self.remote.run_id and self.remote.run_id != store.info.run_id:
+        if self.remote.run_id and self.remote.run_id != run_id:
             raise HubError(
                 f"{self.repo_id} holds another hfadvisor run ({self.remote.run_id[:8]}), not this one "
-                f"({store.info.run_id[:8]}): push to a new repo, or continue that run with `hfadvisor pull {self.repo_id} DIR`"
+                f"({run_id[:8]}): push to a new repo, or continue that run with `hfadvisor pull {self.repo_id} DIR`"
             )
 
     def rounds_on_hub(self) -> int:
