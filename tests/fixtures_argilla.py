@@ -92,6 +92,7 @@ class ArgillaServer:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     logs: dict[str, Path] = field(default_factory=dict, repr=False)
     _http: requests.Session = field(default_factory=requests.Session, repr=False)
+    _serve: tuple[list[str], dict[str, str]] | None = field(default=None, repr=False)  # (command, env)
 
     def __post_init__(self) -> None:
         """Never route loopback traffic through an environment proxy."""
@@ -115,6 +116,21 @@ class ArgillaServer:
         dead = [name for name, proc in self.processes.items() if proc.poll() is not None]
         if dead:
             raise ArgillaServerError(f"argilla test processes died: {dead}\n{self.diagnostics()}")
+
+    def stop_server(self) -> None:
+        """SIGKILL the HTTP server (redis, the worker and the SQLite home stay): an abrupt outage."""
+        proc = self.processes["server"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def start_server(self, timeout: float = START_TIMEOUT_S) -> float:
+        """Start the HTTP server again on the same port over the same database; returns seconds to ready."""
+        assert self._serve is not None, "the server was not started by the fixture"
+        started = time.monotonic()
+        _spawn(self, "server", self._serve[0], self._serve[1], self.home)
+        _wait_ready(self, started + timeout)
+        return time.monotonic() - started
 
     def request(
         self,
@@ -213,7 +229,7 @@ def _spawn(server: ArgillaServer, name: str, cmd: list[str], env: dict[str, str]
     """Start a child in its own process group, logging to ``<home>/<name>.log``."""
     log = server.home / f"{name}.log"
     server.logs[name] = log
-    with log.open("wb") as out:
+    with log.open("ab") as out:  # appended: a restarted server keeps the earlier log
         server.processes[name] = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
         )
@@ -312,6 +328,7 @@ def argilla_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
         serve_cmd = [python, str(LAUNCHER), "serve", "--host", "127.0.0.1", "--port", str(http_port)]
         _spawn(server, "server", serve_cmd, env, home)
+        server._serve = (serve_cmd, env)
         _spawn(server, "worker", [python, str(LAUNCHER), "worker"], env, home)
         _wait_ready(server, deadline)
         _write(config, f"argilla-server ready at {server.url} in {time.monotonic() - started:.1f} s (home {home})")

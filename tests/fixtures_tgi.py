@@ -20,6 +20,7 @@ import json
 import os
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -123,7 +124,10 @@ class Fault:
 
     status: answer this status with `body` or a TGI-shaped error body (error_type from the status);
     retry_after: add a Retry-After header; delay: sleep first (alone: then answer normally);
-    body alone: answer 200 with these raw bytes; drop: close the connection after the status line.
+    body alone: answer 200 with these raw bytes (truncated or invalid JSON, non-UTF-8 bytes, a huge
+    text); drop: close the connection after the status line (a truncated response); reset: abort
+    the connection with a TCP RST before any answer (a connection reset); a `delay` longer than the
+    client's timeout is a timeout.
     method: which requests consume the fault ("POST" by default, so /info and /health pass; "*" any).
     """
 
@@ -134,6 +138,7 @@ class Fault:
     drop: bool = False
     error_type: str | None = None
     method: str = "POST"
+    reset: bool = False
 
 
 @dataclass
@@ -186,6 +191,9 @@ class FaultInjector:
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
+            if fault.reset:
+                _reset(send)
+                return
             if fault.drop:
                 headers = [(b"content-type", b"application/json"), (b"content-length", b"1000")]
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -194,6 +202,19 @@ class FaultInjector:
                 await _send_fault(fault, send)
                 return
         await self.app(scope, replay, send)
+
+
+def _reset(send: Any) -> None:
+    """Abort the request's TCP connection with an RST (SO_LINGER 0), as a crashed proxy would."""
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        raise ConnectionResetError("injected connection reset")  # not uvicorn: let the server drop it
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    cycle.disconnected = True
+    transport.abort()
 
 
 async def _send_fault(fault: Fault, send: Any) -> None:

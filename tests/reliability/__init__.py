@@ -1,0 +1,1 @@
+"""The reliability and security suite (`python -m pytest -m reliability`)."""

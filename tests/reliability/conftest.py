@@ -1,0 +1,104 @@
+"""Counting for the reliability suite: every test reports what it did, the session prints the table.
+
+Tests take the `tally` fixture and record trials, faults injected, faults survived and rows lost
+under a group name; at the end of the session the totals are printed as the README's
+"Reliability" table and saved as JSON (`reliability.json` in pytest's base temp directory, or
+the path in `HFADVISOR_RELIABILITY_REPORT`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pytest
+
+ORDER = [
+    "Kill anywhere (SIGKILL + resume, Hub push)",
+    "Endpoint faults",
+    "Hub faults",
+    "Argilla faults",
+    "Bad input",
+    "Hostile model output",
+    "Secrets",
+    "Manifest/resume properties",
+]
+
+
+@dataclass
+class Group:
+    tests: int = 0
+    trials: int = 0
+    faults: int = 0  # faults injected (kills, HTTP faults, bad inputs, hostile texts, …)
+    survived: int = 0  # of those, how many ended as specified (completed, or stopped cleanly and resumed)
+    rows_lost: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class Tally:
+    """One test's counts under `group`; `add` may be called many times."""
+
+    def __init__(self, group: Group) -> None:
+        self.group = group
+
+    def add(self, *, trials: int = 0, faults: int = 0, survived: int = 0, rows_lost: int = 0) -> None:
+        self.group.trials += trials
+        self.group.faults += faults
+        self.group.survived += survived
+        self.group.rows_lost += rows_lost
+
+    def note(self, text: str) -> None:
+        self.group.notes.append(text)
+
+
+GROUPS: dict[str, Group] = {}
+
+
+@pytest.fixture
+def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
+    """`tally.add(...)` under the test module's `GROUP`."""
+    name = getattr(request.module, "GROUP", request.module.__name__)
+    group = GROUPS.setdefault(name, Group())
+    group.tests += 1
+    t0 = time.monotonic()
+    yield Tally(group)
+    group.seconds += time.monotonic() - t0
+
+
+def table() -> list[str]:
+    names = [n for n in ORDER if n in GROUPS] + [n for n in GROUPS if n not in ORDER]
+    lines = [
+        "| test group | tests | trials run | faults injected | failures survived | rows lost |",
+        "|---|---|---|---|---|---|",
+    ]
+    total = Group()
+    for name in names:
+        g = GROUPS[name]
+        lines.append(f"| {name} | {g.tests} | {g.trials} | {g.faults} | {g.survived} | {g.rows_lost} |")
+        for attr in ("tests", "trials", "faults", "survived", "rows_lost"):
+            setattr(total, attr, getattr(total, attr) + getattr(g, attr))
+    lines.append(
+        f"| **total** | {total.tests} | {total.trials} | {total.faults} | {total.survived} | {total.rows_lost} |"
+    )
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if not GROUPS:
+        return
+    tr = terminalreporter
+    tr.section("reliability")
+    for line in table():
+        tr.write_line(line)
+    for name, g in GROUPS.items():
+        for note in g.notes:
+            tr.write_line(f"{name}: {note}")
+    target = os.environ.get("HFADVISOR_RELIABILITY_REPORT")
+    path = Path(target) if target else Path(config._tmp_path_factory.getbasetemp()) / "reliability.json"  # type: ignore[attr-defined]
+    path.write_text(json.dumps({name: asdict(g) for name, g in GROUPS.items()}, indent=1) + "\n")
+    tr.write_line(f"reliability figures saved to {path}")
