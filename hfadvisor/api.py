@@ -183,14 +183,21 @@ def _endpoints(config: RunConfig) -> Iterator[tuple[list[str], bool]]:
         yield [url], True
 
 
-async def execute(plan: Plan, observer: Observer | None = None) -> RunStore:
-    """Connect to the endpoints, create the run directory if new, and run the remaining rounds."""
+async def execute(plan: Plan, observer: Observer | None = None, *, token: str | None = None) -> RunStore:
+    """Connect to the endpoints, create the run directory if new, and run the remaining rounds.
+
+    `token` is sent to the endpoints instead of the process's login (HF_TOKEN / stored login):
+    a web app serving several people passes the token each person typed.
+    """
     from huggingface_hub import get_token
 
     config = plan.config
     plugins = build_plugins(config)  # a missing optional dependency fails here, before any write
     with _endpoints(config) as (urls, embedded):
-        token = None if embedded else get_token()
+        if embedded:
+            token = None
+        elif token is None:
+            token = get_token()
         async with LLMClient(
             urls,
             api=config.api,

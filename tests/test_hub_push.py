@@ -550,3 +550,17 @@ def test_hub_state_is_read_from_commits_made_by_push_only(tmp_path, tgi, hub_ser
     assert titles[0].startswith("Round 2") and titles[1] == "Add notes" and titles[2].startswith("Round 1")
     assert "NOTES.md" in snap.paths("round-0002")
     assert commits_per_round(hub_server) == {0: 1, 1: 1, 2: 1}
+
+
+def test_pull_with_an_explicit_token_instead_of_the_login(tmp_path, tgi, hub_server, monkeypatch):
+    """A web app pulls a private run with the token a person typed, not the process's login."""
+    from hfadvisor.hub.pull import pull_run
+
+    make_run(tmp_path / "run", tgi, 1, push_to_hub=REPO)
+    monkeypatch.setenv("HF_TOKEN", "")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-login"))  # no stored login either
+    with pytest.raises(HubError) as anonymous:
+        pull_run(REPO, tmp_path / "anon")
+    assert DEFAULT_TOKEN not in str(anonymous.value)
+    store = pull_run(REPO, tmp_path / "mine", token=DEFAULT_TOKEN)
+    assert store.rounds_done == 2 and store.table().num_rows == RunStore.open(tmp_path / "run").table().num_rows

@@ -23,8 +23,11 @@ from hfadvisor.store import RunStore, atomic_write
 RUN_FILES = ["run.json", "data/*", "rejects/*", "cards/*", "revisions/*"]
 
 
-def pull_run(repo_id: str, run_dir: str | Path, *, revision: str | None = None) -> RunStore:
-    """Download the run in `repo_id` (at `revision`, default main) into the new directory `run_dir`."""
+def pull_run(repo_id: str, run_dir: str | Path, *, revision: str | None = None, token: str | None = None) -> RunStore:
+    """Download the run in `repo_id` (at `revision`, default main) into the new directory `run_dir`.
+
+    `token` replaces the process's login (HF_TOKEN / stored login) for this download only.
+    """
     out = Path(run_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunStateError(f"{out} exists and is not empty: pull into a new directory")
@@ -33,9 +36,12 @@ def pull_run(repo_id: str, run_dir: str | Path, *, revision: str | None = None) 
     where = f"{repo_id}@{revision}" if revision else repo_id
     try:
         try:
-            snapshot_download(repo_id, repo_type="dataset", revision=revision, local_dir=tmp, allow_patterns=RUN_FILES)
+            snapshot_download(
+                repo_id, repo_type="dataset", revision=revision, local_dir=tmp, allow_patterns=RUN_FILES, token=token
+            )
         except Exception as e:
-            raise HubError(describe(e, endpoint=constants.ENDPOINT, repo_id=where, token=get_token())) from None
+            secret = token or get_token()
+            raise HubError(describe(e, endpoint=constants.ENDPOINT, repo_id=where, token=secret)) from None
         shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
         if not (tmp / "run.json").is_file():
             raise HubError(f"{where} is not an hfadvisor run (no run.json): pull a repo that `hfadvisor push` wrote")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,7 @@ class Embedder:
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         self.model = transformers.AutoModel.from_pretrained(str(self.path), local_files_only=True).eval()
         self._torch = torch
+        self._lock = threading.Lock()
         self.name = MODEL_NAME
         self.dim = int(self.model.config.hidden_size)
 
@@ -66,12 +68,14 @@ class Embedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         # One thread: metrics run next to model servers; on a busy 2-core machine two torch
         # threads spin against each other (measured 2.3 s vs 0.11 s for 12 prompts).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            self._encode(texts, out)
-        finally:
-            torch.set_num_threads(threads)
+        # Locked too: a fast tokenizer used from two threads at once fails ("Already borrowed").
+        with self._lock:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                self._encode(texts, out)
+            finally:
+                torch.set_num_threads(threads)
         return out
 
     def _encode(self, texts: list[str], out: np.ndarray) -> None:
@@ -91,7 +95,19 @@ class Embedder:
             out[start : start + len(pooled)] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
 
 
+_LOCK = threading.Lock()
+
+
 @functools.cache
-def shared_embedder() -> Embedder:
-    """One model per process: loading costs ~2 s, encoding a dozen prompts a few ms."""
+def _embedder() -> Embedder:
     return Embedder()
+
+
+def shared_embedder() -> Embedder:
+    """One model per process: loading costs ~2 s, encoding a dozen prompts a few ms.
+
+    Locked: in the Space a run's metrics and a comparison can ask at once, and two threads
+    resolving transformers' lazy attributes together fail ("no attribute 'AutoTokenizer'").
+    """
+    with _LOCK:
+        return _embedder()

@@ -68,47 +68,6 @@ class QueueObserver:
         self.events.put(Event("round_done", round=rev.round, total=self.total, rev=rev, rows_total=rows_total))
 
 
-async def execute_with_token(plan: Any, observer: QueueObserver, token: str | None) -> RunStore:
-    """`api.execute`, except that a session token (when given) replaces the process's own login.
-
-    `api.execute` asks huggingface_hub's `get_token()` (process-wide: HF_TOKEN or the stored
-    login) for non-embedded endpoints; a web app serving several people must use the token the
-    person typed. Mirrors `api.execute` step for step.
-    """
-    from hfadvisor import api
-    from hfadvisor.llm import LLMClient, load_chat_template
-    from hfadvisor.loop import Runner
-    from hfadvisor.plugins import build_plugins
-
-    config = plan.config
-    if not token or not config.endpoints:
-        return await api.execute(plan, observer)
-    plugins = build_plugins(config)
-    async with LLMClient(
-        config.endpoints,
-        api=config.api,
-        model=config.model,
-        token=token,
-        concurrency=config.concurrency,
-        timeout=config.timeout,
-        retry=config.retry,
-    ) as client:
-        info = await client.info()
-        if config.chat_template and config.api == "tgi":
-            client.chat_template = load_chat_template(config.chat_template, info)
-        model = config.model or str(info.get("model_id") or client.endpoint_names[0])
-        store = plan.store or api._seed_round(plan)
-        assert store is not None
-        plan.store = store
-        runner = Runner(store, config, plan.preset, client, model, observer, plan.card_template, plugins)
-        try:
-            await runner.run()
-        finally:
-            for plugin in plugins:
-                await plugin.close()
-        return store
-
-
 @dataclass
 class LiveRun:
     """One run started from the Space, in its own thread."""
@@ -131,7 +90,7 @@ class LiveRun:
 
         def target() -> None:
             try:
-                asyncio.run(execute_with_token(plan, observer, token))
+                asyncio.run(api.execute(plan, observer, token=token or None))
                 self.events.put(Event("finished"))
             except HFAdvisorError as e:
                 self.events.put(Event("failed", message=scrub(str(e), token)))
