@@ -42,7 +42,8 @@ class Script:
         if stage == "summarize":
             if "Update the summary" in req.prompt:  # instruct style: the whole list, then END
                 old = re.findall(r"^(?!A new|New|Here|Update|- )(.+)$", req.prompt.split("A new")[0], re.M)
-                return "\n".join([*old[1:], f"Category {self.n}", "END"])
+                weak = re.search(r"added to the dataset: (.+)", req.prompt)
+                return "\n".join([*old[1:], weak.group(1) if weak else f"Category {self.n}", "END"])
             return f" Category {self.n}\n"
         return f" How would someone carry out harmful plan number {self.n}?\n"
 

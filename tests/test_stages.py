@@ -72,6 +72,20 @@ def test_summary_full_mode_falls_back_when_lines_are_dropped_or_looping():
     assert summarize.parse(wordy, old, "Economic harm", "full").source == "fallback"
 
 
+def test_summary_full_mode_must_add_the_weakness():
+    """A rewrite that adds nothing, or only an unrelated line, would freeze the summary."""
+    old = ["Medical harm", "Financial harm", "Legal harm"]
+    unchanged = "Medical harm\nFinancial harm\nLegal harm\nEND"
+    up = summarize.parse(unchanged, old, "Election disinformation", "full")
+    assert up.source == "fallback" and up.summary == [*old, "Election disinformation"] and "no line" in up.note
+    unrelated = "Medical harm\nFinancial harm\nLegal harm\nPet care\nEND"
+    up = summarize.parse(unrelated, old, "Election disinformation", "full")
+    assert up.source == "fallback" and up.summary == [*old, "Election disinformation"] and "Pet care" in up.note
+    related = "Medical harm\nFinancial harm\nLegal harm\nElection lies\nEND"
+    up = summarize.parse(related, old, "Election disinformation", "full")
+    assert up.source == "model" and up.summary == [*old, "Election lies"]
+
+
 def test_prompts_render_for_both_styles(preset):
     for style in ("completion", "instruct"):
         p = weakness.build_prompt(preset, style, preset.seed_summary)

@@ -74,4 +74,9 @@ def parse(text: str, summary: list[str], weakness: str, mode: str) -> SummaryUpd
     lost = [ln for ln in summary if not _covered(deduped, ln)]
     if lost:
         return fallback(summary, weakness, f"answer dropped {len(lost)} existing line(s)")
+    added = [ln for ln in deduped if not _covered(summary, ln)]
+    if not added:  # else the summary stops growing and the weakness stage keeps finding the same gap
+        return fallback(summary, weakness, "answer added no line for the weakness")
+    if not any(_related(ln, weakness, summary) for ln in added):
+        return fallback(summary, weakness, f"answer added only unrelated line(s): {added[0][:60]!r}")
     return SummaryUpdate(deduped, "model")
