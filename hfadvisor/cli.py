@@ -37,9 +37,9 @@ Endpoint = Annotated[
     typer.Option("--endpoint", "-e", help="TGI / OpenAI-compatible base URL; repeat to balance over several"),
 ]
 Api = Annotated[str | None, typer.Option(help="tgi (native /generate API) or chat (/v1/chat/completions)")]
-Rounds = Annotated[int | None, typer.Option(help="total generated rounds [default: 3]")]
-BatchSize = Annotated[int | None, typer.Option(help="generations per round [default: 12]")]
-Examples = Annotated[int | None, typer.Option(help="pool examples per prompt [default: 3 advisor, 5 baseline]")]
+Rounds = Annotated[int | None, typer.Option(help="total generated rounds \\[default: 3]")]
+BatchSize = Annotated[int | None, typer.Option(help="generations per round \\[default: 12]")]
+Examples = Annotated[int | None, typer.Option(help="pool examples per prompt \\[default: 3 advisor, 5 baseline]")]
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="safety, skills, or a preset YAML file")]
 SeedSummary = Annotated[Path | None, typer.Option(help="file: one seed summary line (category) per line")]
 SeedPool = Annotated[Path | None, typer.Option(help="file: one seed query per line ('category<TAB>query' allowed)")]
@@ -50,36 +50,25 @@ SummaryExamples = Annotated[
         help="summary update sees the new examples (paper) or only the weakness (reference code)",
     ),
 ]
-PromptStyle = Annotated[str | None, typer.Option(help="completion (few-shot) or instruct [default: by --api]")]
+PromptStyle = Annotated[str | None, typer.Option(help="completion (few-shot) or instruct \\[default: by --api]")]
 Model = Annotated[str | None, typer.Option(help="model name for chat endpoints; recorded in rows")]
 ChatTemplate = Annotated[
     str | None, typer.Option(help="tgi api: render prompts with this Jinja chat template file, or 'server'")
 ]
-Concurrency = Annotated[int | None, typer.Option(help="max requests in flight [default: 16]")]
-Timeout = Annotated[float | None, typer.Option(help="seconds per request [default: 120]")]
-MaxAttempts = Annotated[int | None, typer.Option(help="attempts per call before giving up [default: 8]")]
-Seed = Annotated[int | None, typer.Option(help="seed for exemplar sampling and generation [default: 0]")]
+Concurrency = Annotated[int | None, typer.Option(help="max requests in flight \\[default: 16]")]
+Timeout = Annotated[float | None, typer.Option(help="seconds per request \\[default: 120]")]
+MaxAttempts = Annotated[int | None, typer.Option(help="attempts per call before giving up \\[default: 8]")]
+Seed = Annotated[int | None, typer.Option(help="seed for exemplar sampling and generation \\[default: 0]")]
 PipelineDepth = Annotated[
-    int | None, typer.Option(help="baseline: rounds generating at once; round r sees the pool of r-depth [default: 1]")
+    int | None,
+    typer.Option(help="baseline: rounds generating at once; round r sees the pool of r-depth \\[default: 1]"),
 ]
-CardTemplate = Annotated[Path | None, typer.Option(help="dataset card Jinja template [default: built-in]")]
+CardTemplate = Annotated[Path | None, typer.Option(help="dataset card Jinja template \\[default: built-in]")]
 PushToHub = Annotated[
     str | None, typer.Option(help="Hub dataset repo (org/name): push every round as its own commit and tag")
 ]
 Public = Annotated[bool | None, typer.Option("--public", help="create the Hub repo public (default: private)")]
-TagPrefix = Annotated[str | None, typer.Option(help="Hub tag prefix [default: round-]")]
-LabelEvery = Annotated[int | None, typer.Option(help="push new rows to Argilla every N rounds")]
-ArgillaDataset = Annotated[str | None, typer.Option(help="Argilla dataset name for labelling")]
-ArgillaWorkspace = Annotated[str | None, typer.Option(help="Argilla workspace")]
-UseLabels = Annotated[
-    bool | None, typer.Option("--use-labels", help="feed pulled human labels into the weakness prompt")
-]
-Metrics = Annotated[bool | None, typer.Option("--metrics/--no-metrics", help="per-round metrics in the card")]
-PushToHub = Annotated[
-    str | None, typer.Option(help="Hub dataset repo (org/name): push every round as its own commit and tag")
-]
-Public = Annotated[bool | None, typer.Option("--public", help="create the Hub repo public (default: private)")]
-TagPrefix = Annotated[str | None, typer.Option(help="Hub tag prefix [default: round-]")]
+TagPrefix = Annotated[str | None, typer.Option(help="Hub tag prefix \\[default: round-]")]
 LabelEvery = Annotated[int | None, typer.Option(help="push new rows to Argilla every N rounds")]
 ArgillaDataset = Annotated[str | None, typer.Option(help="Argilla dataset name for labelling")]
 ArgillaWorkspace = Annotated[str | None, typer.Option(help="Argilla workspace")]
@@ -216,7 +205,7 @@ app.command("baseline", help="Run (or resume) the Self-Instruct baseline: same f
 def serve(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8080,
-    model: Annotated[str | None, typer.Option(help="local model folder [default: embedded SmolLM2-135M]")] = None,
+    model: Annotated[str | None, typer.Option(help="local model folder \\[default: embedded SmolLM2-135M]")] = None,
 ) -> None:
     from hfadvisor.serve.process import serve as serve_forever
 

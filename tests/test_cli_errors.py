@@ -98,3 +98,17 @@ def test_incompatible_run_format(tmp_path):
     assert proc.returncode == 2 and "format 99" in _one_error_line(proc)
     proc = cli("log", str(tmp_path))
     assert proc.returncode == 2 and "format 99" in _one_error_line(proc)
+
+
+def test_help_shows_the_defaults(tmp_path):
+    """Rich markup swallows unescaped `[default: …]`; the defaults must match RunConfig's."""
+    from hfadvisor.config import RunConfig
+
+    defaults = RunConfig()
+    shown = cli("run", "--help", env={"COLUMNS": "250"}).stdout
+    assert f"total generated rounds [default: {defaults.rounds}]" in shown
+    assert f"generations per round [default: {defaults.batch_size}]" in shown
+    assert f"max requests in flight [default: {defaults.concurrency}]" in shown
+    assert f"attempts per call before giving up [default: {defaults.retry.max_attempts}]" in shown
+    assert f"Hub tag prefix [default: {defaults.hub_tag_prefix}]" in shown
+    assert "[default: main]" in cli("pull", "--help", env={"COLUMNS": "250"}).stdout

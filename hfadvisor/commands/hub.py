@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         public: Annotated[bool, typer.Option("--public", help="create the repo public (default: private)")] = False,
         tag_prefix: Annotated[str, typer.Option(help="tag name prefix; tags are PREFIX + 4-digit round")] = "round-",
         card_template: Annotated[
-            Path | None, typer.Option(help="dataset card Jinja template the run used [default: built-in]")
+            Path | None, typer.Option(help="dataset card Jinja template the run used \\[default: built-in]")
         ] = None,
         max_attempts: Annotated[int, typer.Option(help="attempts per push on transient Hub errors")] = 5,
     ) -> None:
@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         repo_id: Annotated[str, typer.Argument(help="Hub dataset repo written by `hfadvisor push`")],
         run_dir: Annotated[Path, typer.Argument(help="new run directory")],
         revision: Annotated[
-            str | None, typer.Option(help="tag (round-0007), branch or commit to restore [default: main]")
+            str | None, typer.Option(help="tag (round-0007), branch or commit to restore \\[default: main]")
         ] = None,
     ) -> None:
         from hfadvisor.cli import _fail, err

@@ -23,12 +23,12 @@ err = Console(stderr=True)
 
 Endpoint = Annotated[
     list[str] | None,
-    typer.Option("--endpoint", "-e", help="TGI / OpenAI-compatible base URL [default: the embedded model]"),
+    typer.Option("--endpoint", "-e", help="TGI / OpenAI-compatible base URL \\[default: the embedded model]"),
 ]
 Api = Annotated[str, typer.Option(help="tgi (native /generate API) or chat (/v1/chat/completions)")]
 ChatTemplate = Annotated[
     str | None,
-    typer.Option(help="tgi api: Jinja chat template file, or 'server' [default: the server's, if it has one]"),
+    typer.Option(help="tgi api: Jinja chat template file, or 'server' \\[default: the server's, if it has one]"),
 ]
 Concurrency = Annotated[int, typer.Option(help="max requests in flight")]
 Timeout = Annotated[float, typer.Option(help="seconds per request")]
@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         run_dir: Annotated[Path, typer.Argument(help="run directory")],
         endpoint: Endpoint = None,
         api: Api = "tgi",
-        model: Annotated[str | None, typer.Option(help="model name [default: from the server's /info]")] = None,
+        model: Annotated[str | None, typer.Option(help="model name \\[default: from the server's /info]")] = None,
         max_new_tokens: Annotated[int, typer.Option(help="max tokens per response")] = 256,
         temperature: Annotated[float, typer.Option(help="0 = greedy (the paper)")] = 0.0,
         top_p: Annotated[float | None, typer.Option(help="nucleus sampling (with --temperature > 0)")] = None,
@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
         run_dir: Annotated[Path, typer.Argument(help="run directory")],
         output: Annotated[Path, typer.Option("--output", "-o", help="export directory (new, or an earlier export)")],
         fmt: Annotated[str, typer.Option("--format", help="sft (messages, needs responses) or prompts")] = "sft",
-        round_: Annotated[int | None, typer.Option("--round", help="export rounds 0..N [default: all]")] = None,
+        round_: Annotated[int | None, typer.Option("--round", help="export rounds 0..N \\[default: all]")] = None,
         splits: Annotated[str, typer.Option(help="train,validation,test fractions")] = "0.9,0.05,0.05",
         jsonl: Annotated[bool, typer.Option("--jsonl/--no-jsonl", help="also write <split>.jsonl")] = True,
         system: Annotated[str | None, typer.Option(help="system message to put first in every conversation")] = None,
@@ -161,19 +161,19 @@ def register(app: typer.Typer) -> None:
     )
     def evaluate(
         target: Annotated[
-            list[str] | None, typer.Option(help="target model endpoint [default: embedded model]")
+            list[str] | None, typer.Option(help="target model endpoint \\[default: embedded model]")
         ] = None,
-        judge: Annotated[list[str] | None, typer.Option(help="judge model endpoint [default: the target's]")] = None,
+        judge: Annotated[list[str] | None, typer.Option(help="judge model endpoint \\[default: the target's]")] = None,
         prompts: Annotated[str, typer.Option(help="file (.jsonl .json .csv .parquet .txt) or a Hub dataset id")] = "",
         output: Annotated[Path | None, typer.Option("--output", "-o", help="evaluation directory")] = None,
         target_api: Annotated[str, typer.Option(help="tgi or chat")] = "tgi",
         judge_api: Annotated[str, typer.Option(help="tgi or chat")] = "tgi",
-        target_model: Annotated[str | None, typer.Option(help="target model name [default: /info]")] = None,
-        judge_model: Annotated[str | None, typer.Option(help="judge model name [default: /info]")] = None,
+        target_model: Annotated[str | None, typer.Option(help="target model name \\[default: /info]")] = None,
+        judge_model: Annotated[str | None, typer.Option(help="judge model name \\[default: /info]")] = None,
         target_chat_template: ChatTemplate = None,
         judge_chat_template: Annotated[
             str | None,
-            typer.Option(help="tgi api: judge's chat template file or 'server' [default: server's, else built-in]"),
+            typer.Option(help="tgi api: judge's chat template file or 'server' \\[default: server's, else built-in]"),
         ] = None,
         judge_format: Annotated[
             str,
@@ -248,13 +248,13 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path, typer.Option("--output", "-o", help="report directory")],
         label: Annotated[list[str] | None, typer.Option(help="a label per run, in order")] = None,
         categories: Annotated[
-            Path | None, typer.Option(help="file: one category per line [default: union of the runs' summaries]")
+            Path | None, typer.Option(help="file: one category per line \\[default: union of the runs' summaries]")
         ] = None,
         evaluation: Annotated[
             list[str] | None,
             typer.Option(help="LABEL=DIR of an `hfadvisor evaluate` output (also read from RUN/evaluations/*)"),
         ] = None,
-        rounds: Annotated[int | None, typer.Option(help="compare rounds 0..N of every run [default: all]")] = None,
+        rounds: Annotated[int | None, typer.Option(help="compare rounds 0..N of every run \\[default: all]")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="also print the figures as JSON")] = False,
     ) -> None:
         from hfadvisor.compare import compare as do_compare
