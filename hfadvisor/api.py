@@ -213,7 +213,8 @@ async def execute(plan: Plan, observer: Observer | None = None, *, token: str | 
             model = config.model or str(info.get("model_id") or client.endpoint_names[0])
             for plugin in plugins:
                 plugin.preflight(plan.info)
-            store = plan.store or _seed_round(plan)
+            # a run killed between run.json and round 0's revision has no round yet: write round 0 now
+            store = plan.store if plan.store is not None and plan.store.rounds_done else _seed_round(plan)
             assert store is not None
             plan.store = store
             runner = Runner(store, config, plan.preset, client, model, observer, plan.card_template, plugins)
