@@ -7,8 +7,6 @@ import zipfile
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from test_space_support import SCRIPT_PROMPT, shared_runs
 
@@ -106,21 +104,52 @@ def test_comparison_uses_one_shared_category_list(runs):
     assert sum(bars.data[0].x) == data.rows_per_category(adv, 3)["rows"].sum()
 
 
-def test_labels_are_read_per_round_and_tolerated_when_odd(runs, tmp_path):
+def test_labels_shown_are_the_latest_pull_per_round(runs, tmp_path):
+    """Every pull is a complete snapshot: the Space counts the newest intact one, never their sum."""
+    from hfadvisor.labelling import pull as labels_pull
+    from hfadvisor.store import RunStore
+
     run = tmp_path / "run"
     shutil.copytree(runs["advisor"], run)
     view = data.open_local(run)
     assert view.labels is None
+    store = RunStore.open(run)
     ids = view.rows[view.rows["round"] == 2]["id"].tolist()[:2]
-    (run / "labels").mkdir()
-    pq.write_table(pa.table({"id": ids, "harmful": ["yes", "no"]}), run / "labels" / "pull-00001.parquet")
-    (run / "labels" / "broken.parquet").write_bytes(b"not parquet")
+
+    def label(row_id: str, harmful: str) -> dict:
+        return {
+            "id": row_id,
+            "round": 2,
+            "weakness": "w",
+            "source": "advisor",
+            "annotator": "ann",
+            "harmful": harmful,
+            "categories": [],
+            "on_target": "yes",
+            "quality": 3,
+            "note": None,
+        }
+
+    info = {
+        "dataset": "d",
+        "workspace": "w",
+        "server": "http://argilla",
+        "rows_in_run": 0,
+        "rounds_in_run": 0,
+        "foreign_records": 0,
+        "categories": [],
+    }
+    labels_pull.write(store, [label(ids[0], "yes")], **info)
+    labels_pull.write(store, [label(ids[0], "yes"), label(ids[1], "no")], **info)  # pull 2 = pull 1 + one more
     view = data.open_local(run)
     per_round = data.labels_for_round(view, 2)
     assert per_round is not None and per_round["id"].tolist() == ids
     assert per_round["harmful"].tolist() == ["yes", "no"]
     assert data.timeline(view)["labelled"].tolist() == [0, 0, 2, 0]
     assert "| human labels | 2 |" in data.round_markdown(view, 2)
+    # a torn newest version is skipped: the Space falls back to pull 1
+    (run / "labels" / "pull-00002.parquet").write_bytes(b"torn")
+    assert data.timeline(data.open_local(run))["labelled"].tolist() == [0, 0, 1, 0]
 
 
 def test_bad_sources_fail_with_one_readable_line(runs, tmp_path):

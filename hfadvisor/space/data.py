@@ -12,7 +12,6 @@ import difflib
 import html
 import io
 import itertools
-import json
 import re
 import shutil
 import tempfile
@@ -23,7 +22,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hfadvisor.errors import HFAdvisorError, RunStateError
 from hfadvisor.records import Revision, RunInfo
@@ -203,46 +201,19 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------- labels
 def read_labels(path: Path, rows: pd.DataFrame) -> pd.DataFrame | None:
-    """Human labels pulled from Argilla (`labels/` in the run), if any; tolerant of their exact layout.
+    """The newest intact labels version pulled from Argilla (`hfadvisor label pull`), if any.
 
-    Every Parquet/JSONL/JSON/CSV file under `labels/` is read; rows without a `round` get it from
-    the run's rows by `id`. Unreadable files are skipped: labels are an optional view, never a blocker.
+    Each pull stores a complete snapshot, so only the latest counts (reading every version
+    would count a label once per pull); a torn or tampered version is skipped by its hash.
     """
-    root = path / "labels"
-    if not root.is_dir():
-        return None
-    frames = []
-    for f in sorted(root.rglob("*")):
-        if not f.is_file() or f.name.startswith("."):
-            continue
-        try:
-            frame = _read_table_file(f)
-        except (OSError, ValueError, pa.ArrowException):
-            continue
-        if frame is not None and len(frame):
-            frame["label_file"] = str(f.relative_to(root))
-            frames.append(frame)
-    if not frames:
-        return None
-    labels = pd.concat(frames, ignore_index=True)
-    if "round" not in labels.columns and "id" in labels.columns:
-        labels = labels.merge(rows[["id", "round"]], on="id", how="left")
-    return labels
+    from hfadvisor.labelling.pull import latest
 
-
-def _read_table_file(f: Path) -> pd.DataFrame | None:
-    if f.suffix == ".parquet":
-        return pq.read_table(f).to_pandas()
-    if f.suffix == ".jsonl":
-        return pd.read_json(f, lines=True)
-    if f.suffix == ".csv":
-        return pd.read_csv(f)
-    if f.suffix == ".json":
-        data = json.loads(f.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            data = data.get("labels") or data.get("records") or [data]
-        return pd.DataFrame(data) if isinstance(data, list) else None
-    return None
+    labels = latest(path)
+    if labels is None or not labels.rows:
+        return None
+    frame = pd.DataFrame(labels.rows)
+    frame["label_file"] = labels.manifest.shard
+    return frame
 
 
 def labels_for_round(view: RunView, r: int) -> pd.DataFrame | None:
