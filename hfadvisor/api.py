@@ -25,7 +25,7 @@ from hfadvisor.loop import Observer, Runner, now
 from hfadvisor.plugins import build_plugins
 from hfadvisor.presets import Preset, load_preset
 from hfadvisor.records import ROW_FEATURES, PoolEntry, Revision, RunInfo
-from hfadvisor.store import RevisionIndex, RunStore
+from hfadvisor.store import RevisionIndex, RunStore, is_temp
 
 EMBEDDED_DEFAULTS: dict[str, Any] = {
     "sampling": {"generate": {"max_new_tokens": 96}, "selfinstruct": {"max_new_tokens": 96}}
@@ -94,7 +94,7 @@ def plan_run(
             )
         preset = Preset.model_validate(info.preset)
         return Plan(out, config, preset, info, store)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(not is_temp(f) for f in out.iterdir())):  # a killed start's temp
         raise RunStateError(f"{out} exists and is not an hfadvisor run: choose an empty or new --output directory")
     # The embedded model batches generations, so one runaway row holds the whole batch: cap
     # lengths lower than the paper's 512/256 (queries are one line anyway). Recorded in the config.

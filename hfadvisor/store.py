@@ -46,6 +46,7 @@ from hfadvisor.records import (
 )
 
 ROUND_RE = re.compile(r"^round-(\d{5,})\.(json|parquet|md)$")
+_TEMP_RE = re.compile(r"^\..+\.tmp\d+$")
 ROW_SCHEMA = arrow_schema(ROW_FEATURES)
 REJECT_SCHEMA = arrow_schema(REJECT_FEATURES)
 # fsync releases the GIL and the disk batches concurrent flushes: a round's shards and card
@@ -67,6 +68,11 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def is_temp(path: Path) -> bool:
+    """A temp file `atomic_write` leaves when killed mid-write (`.NAME.tmpPID`): never user data."""
+    return _TEMP_RE.match(path.name) is not None
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -135,9 +141,11 @@ class RunStore:
     @classmethod
     def create(cls, path: str | Path, info: RunInfo) -> RunStore:
         p = Path(path)
-        if p.exists() and any(p.iterdir()) and not cls.exists(p):
+        if p.exists() and any(not is_temp(f) for f in p.iterdir()) and not cls.exists(p):
             raise RunStateError(f"{p} exists and is not an hfadvisor run: choose an empty or new --output directory")
         p.mkdir(parents=True, exist_ok=True)
+        for f in filter(is_temp, p.iterdir()):  # an earlier start killed while writing run.json
+            f.unlink(missing_ok=True)
         atomic_write(p / "run.json", (info.model_dump_json(indent=2) + "\n").encode())
         return cls(p, info, [], None)
 
