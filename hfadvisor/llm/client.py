@@ -363,7 +363,7 @@ class LLMClient:
         if isinstance(exc, TextGenerationError):
             _bump(ledgers, "rate_limited")
             return TransientError(f"{type(exc).__name__} from {ep.name}", "generation")
-        if isinstance(exc, ValueError | KeyError | TypeError | UnicodeDecodeError | json.JSONDecodeError):
+        if isinstance(exc, ValueError | KeyError | IndexError | TypeError | UnicodeDecodeError | json.JSONDecodeError):
             _bump(ledgers, "malformed")
             return TransientError(f"malformed answer from {ep.name}: {str(exc)[:80]}", "malformed")
         if isinstance(exc, EndpointError):
