@@ -111,3 +111,6 @@ def shared_embedder() -> Embedder:
     """
     with _LOCK:
         return _embedder()
+
+
+shared_embedder.cache_clear = _embedder.cache_clear  # type: ignore[attr-defined]  # tests drop the model
