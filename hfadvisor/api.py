@@ -93,7 +93,17 @@ def plan_run(
                 "drop those options to resume it, or start a new --output directory"
             )
         preset = Preset.model_validate(info.preset)
-        return Plan(out, config, preset, info, store)
+        plan = Plan(out, config, preset, info, store)
+        if plan.card_template and store.last:  # a broken template fails now, not after a round's generations
+            card.render(
+                info,
+                store.last,
+                store.index,
+                rounds_planned=config.rounds,
+                ledger_total=store.last.ledger,
+                template=plan.card_template,
+            )
+        return plan
     if out.exists() and (not out.is_dir() or any(not is_temp(f) for f in out.iterdir())):  # a killed start's temp
         raise RunStateError(f"{out} exists and is not an hfadvisor run: choose an empty or new --output directory")
     # The embedded model batches generations, so one runaway row holds the whole batch: cap
