@@ -129,6 +129,9 @@ def job_run(a: dict[str, Any]) -> dict[str, Any]:
                     k: sum(round_bytes(out, r)[k] for r in rs) / len(rs)
                     for k in ("data", "rejects", "card", "revision")
                 },
+                # what grows with the round number: the summary (one line per advisor round)
+                "summary_lines": sum(len(store.revision(r).summary_after) for r in rs) / len(rs),
+                "summary_bytes": sum(len("\n".join(store.revision(r).summary_after)) for r in rs) / len(rs),
             }
     res.pop("round_seconds")
     return res
@@ -147,6 +150,7 @@ def job_respond(a: dict[str, Any]) -> dict[str, Any]:
         "rows": out["rows_answered_now"],
         "requests": out["ledger"]["requests"],
         "retries": out["ledger"]["retries"],
+        "cpu": time.process_time(),
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
 

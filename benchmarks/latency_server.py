@@ -119,6 +119,15 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     first: float | None = None  # first request's arrival
     last: float | None = None  # last answer
+    free_slot_seconds: float = 0.0  # ∫ (capacity - busy) dt since the first arrival: slots left idle
+    changed: float | None = None  # when `busy` last changed
+
+    def busy_changed(self, capacity: int) -> None:
+        """Add the free slots since the last change of `busy`, times its duration."""
+        now = time.monotonic()
+        if self.changed is not None:
+            self.free_slot_seconds += (capacity - self.busy) * (now - self.changed)
+        self.changed = now
 
 
 class LatencyBackend:
@@ -163,6 +172,7 @@ class LatencyBackend:
         s.in_flight_max = max(s.in_flight_max, s.in_flight)
         try:
             async with self._slots:
+                s.busy_changed(self.capacity)
                 s.busy += 1
                 s.busy_max = max(s.busy_max, s.busy)
                 delay = self.per_call + tokens * self.per_token
@@ -170,6 +180,7 @@ class LatencyBackend:
                     if delay > 0:
                         await asyncio.sleep(delay)
                 finally:
+                    s.busy_changed(self.capacity)
                     s.busy -= 1
         finally:
             s.in_flight -= 1
@@ -193,6 +204,9 @@ class LatencyBackend:
             "per_call": self.per_call,
             "per_token": self.per_token,
             "active_seconds": round((s.last - s.first), 4) if s.first is not None and s.last is not None else 0.0,
+            # idle capacity while in use, in wall seconds of the whole server (free slot-seconds / capacity):
+            # only the client leaves a slot free, so this is the wall time the client lost
+            "idle_seconds": round(s.free_slot_seconds / self.capacity, 4),
         }
 
 

@@ -181,7 +181,8 @@ def p2(t: Table, s: Sizes, work: Path, distilabel: bool) -> None:
             "≤ 1.1",
             ratio <= 1.1,
             f"N={st['requests']} calls ({base['rows']} rows) C={C} L={st['service_seconds'] / st['requests']:.3f}s: "
-            f"{base['wall']:.1f}s vs {ideal:.1f}s; depth {s.p2_depth}; server max busy {st['busy_max']}",
+            f"{base['wall']:.1f}s vs {ideal:.1f}s; depth {s.p2_depth}; server max busy {st['busy_max']}, "
+            f"capacity idle {st['idle_seconds']:.1f}s; client CPU {base['cpu']:.1f}s",
         )
         resp = job("respond", {"url": srv.url, "out": str(out), "concurrency": C, "max_tokens": 256}, s.job_timeout)
         st_r = srv.stats(reset=True)
@@ -194,7 +195,8 @@ def p2(t: Table, s: Sizes, work: Path, distilabel: bool) -> None:
             "≤ 1.1",
             ratio_r <= 1.1,
             f"N={st_r['requests']} C={C} L={st_r['service_seconds'] / st_r['requests']:.3f}s: "
-            f"{resp['wall']:.1f}s vs {ideal_r:.1f}s; server max busy {st_r['busy_max']}",
+            f"{resp['wall']:.1f}s vs {ideal_r:.1f}s; server max busy {st_r['busy_max']}, "
+            f"capacity idle {st_r['idle_seconds']:.1f}s; client CPU {resp['cpu']:.1f}s",
         )
         py = ensure_distilabel() if distilabel else None
         if py is None:
@@ -283,7 +285,9 @@ def _p3_mode(t: Table, s: Sizes, work: Path, mode: str, hub_env: dict[str, str])
         f"{br:.2f}×",
         "≤ 2×",
         br <= 2,
-        f"{w1['bytes']:.0f} → {w2['bytes']:.0f} B/round ({parts}; +README = card)",
+        f"{w1['bytes']:.0f} → {w2['bytes']:.0f} B/round ({parts}; +README = card); summary "
+        f"{w1['summary_lines']:.0f} → {w2['summary_lines']:.0f} lines, {w1['summary_bytes']:.0f} → "
+        f"{w2['summary_bytes']:.0f} B (in the card once, in the revision 3×: before, after, weakness prompt)",
     )
     push_args = {"out": str(work / f"p3-{mode}"), "repo": f"hf-tester/bench-p3-{mode}", "windows": list(s.p3_windows)}
     pr = job("push", push_args, s.job_timeout, env_extra=hub_env)
