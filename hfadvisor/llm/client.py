@@ -149,6 +149,7 @@ class LLMClient:
         self.ledger = ledger or Ledger()
         self.chat_template = chat_template
         self.timeout = timeout
+        self._token = token  # only to scrub it from error messages (servers and proxies may echo it)
         self._sem = asyncio.Semaphore(concurrency)
         self._endpoints = [
             _Endpoint(url, AsyncInferenceClient(base_url=self._base(url), token=token, timeout=timeout))
@@ -357,7 +358,7 @@ class LLMClient:
                 404: "wrong URL, or wrong --api (tgi posts to /, chat to /v1/chat/completions)",
                 422: "the server refused the parameters",
             }.get(status, "the server refused the request")
-            detail = _error_detail(http)
+            detail = _scrub(_error_detail(http), self._token)
             _bump(ledgers, "failures")
             return EndpointError(f"endpoint {ep.name} answered HTTP {status}: {hint}{detail}")
         if isinstance(exc, TextGenerationError):
@@ -365,16 +366,22 @@ class LLMClient:
             return TransientError(f"{type(exc).__name__} from {ep.name}", "generation")
         if isinstance(exc, ValueError | KeyError | IndexError | TypeError | UnicodeDecodeError | json.JSONDecodeError):
             _bump(ledgers, "malformed")
-            return TransientError(f"malformed answer from {ep.name}: {str(exc)[:80]}", "malformed")
+            return TransientError(f"malformed answer from {ep.name}: {_scrub(str(exc), self._token)[:80]}", "malformed")
         if isinstance(exc, EndpointError):
             return exc
         _bump(ledgers, "failures")
-        return EndpointError(f"unexpected error from {ep.name}: {type(exc).__name__}: {str(exc)[:200]}")
+        return EndpointError(
+            f"unexpected error from {ep.name}: {type(exc).__name__}: {_scrub(str(exc), self._token)[:200]}"
+        )
 
 
 def _bump(ledgers: list[Ledger], field: str, amount: float = 1) -> None:
     for led in ledgers:
         setattr(led, field, getattr(led, field) + amount)
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
 
 
 def _error_detail(http: HfHubHTTPError) -> str:
