@@ -63,13 +63,15 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def card_data(info: RunInfo, rows_total: int, rejects_total: int) -> DatasetCardData:
+def card_data(info: RunInfo, rows_total: int, rejects_total: int, responses: bool = False) -> DatasetCardData:
     preset = info.preset
     configs: list[dict[str, Any]] = [
         {"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}], "default": True}
     ]
     if rejects_total:  # a config whose glob matches no file would make load_dataset fail
         configs.append({"config_name": "rejects", "data_files": [{"split": "train", "path": "rejects/*.parquet"}]})
+    if responses:  # answers of `hfadvisor respond`: id, round, response, model, ...
+        configs.append({"config_name": "responses", "data_files": [{"split": "train", "path": "responses/*.parquet"}]})
     return DatasetCardData(
         license=preset.get("license", "apache-2.0"),
         task_categories=preset.get("task_categories", ["text-generation"]),
@@ -92,11 +94,13 @@ def render(
     repo_id: str | None = None,
     template: Path | None = None,
     extra_sections: list[CardSection] | None = None,
+    responses: bool = False,
 ) -> str:
     """The card for round `rev.round`, given the light index of every round up to it.
 
     `tag`/`repo_id` are filled in when the card is rendered for the Hub; `extra_sections`
-    are added after the round's own sections (e.g. human-label statistics pulled later).
+    are added after the round's own sections (e.g. human-label statistics pulled later);
+    `responses` declares the `responses` config (only where responses/*.parquet exist).
     """
     rows_total = sum(i.rows for i in index)
     rejects_total = sum(i.rejects for i in index)
@@ -149,7 +153,7 @@ def render(
     }
     path = template or default_template()
     try:
-        card = _from_template(card_data(info, rows_total, rejects_total), path, **kwargs)
+        card = _from_template(card_data(info, rows_total, rejects_total, responses), path, **kwargs)
     except jinja2.TemplateError as e:
         line = getattr(e, "lineno", None)
         raise ConfigError(f"card template {path}{f' line {line}' if line else ''}: {e.message or e}") from None

@@ -564,3 +564,40 @@ def test_pull_with_an_explicit_token_instead_of_the_login(tmp_path, tgi, hub_ser
     assert DEFAULT_TOKEN not in str(anonymous.value)
     store = pull_run(REPO, tmp_path / "mine", token=DEFAULT_TOKEN)
     assert store.rounds_done == 2 and store.table().num_rows == RunStore.open(tmp_path / "run").table().num_rows
+
+
+def test_responses_follow_their_rounds_in_one_untagged_commit(tmp_path, tgi, hub_server):
+    """`respond` then `push`: answers reach the Hub (and come back with `pull`); tags still mean rounds 0..r."""
+    from fixtures_tgi import ScriptedBackend, running_tgi
+
+    from hfadvisor.respond import respond_run
+
+    out = tmp_path / "run"
+    make_run(out, tgi, 2, push_to_hub=REPO)
+    history = len(hub_server.repo(REPO).history("main"))
+    with running_tgi(ScriptedBackend(lambda req: "I can't help with that.")) as target:
+        respond_run(out, [target.url], api="chat", model="target-model")
+        proc = hf("push", str(out), REPO)
+        assert proc.returncode == 0, proc.stderr
+        assert "responses to rounds 0-2" in proc.stderr
+        snap = hub_server.repo(REPO)
+        assert len(snap.history("main")) == history + 1 and sorted(snap.tags) == [f"round-{r:04d}" for r in range(3)]
+        answered = hfadvisor.load_run(out)
+        ds = datasets.load_dataset(REPO, "responses", split="train")
+        assert ds.num_rows == answered.num_rows and set(ds["id"]) == set(answered["id"])
+        assert set(ds["response"]) == {"I can't help with that."}
+        assert datasets.load_dataset(REPO, split="train", revision="round-0002").num_rows == answered.num_rows
+        assert "config_name: responses" not in snap.files("round-0002")["README.md"].decode()
+        assert "config_name: responses" in snap.files("main")["README.md"].decode()
+        # pushing again sends nothing; a new round carries the responses config in its card
+        assert hf("push", str(out), REPO).stderr.startswith(f"{REPO} already has every round")
+        assert len(hub_server.repo(REPO).history("main")) == history + 1
+        make_run(out, tgi, 3, push_to_hub=REPO)
+        assert "config_name: responses" in hub_server.repo(REPO).files("round-0003")["README.md"].decode()
+        respond_run(out, [target.url], api="chat", model="target-model")  # answers round 3
+    assert "responses to rounds 3 " in hf("push", str(out), REPO).stderr
+    pulled = tmp_path / "pulled"
+    assert hf("pull", REPO, str(pulled)).returncode == 0
+    again = hfadvisor.load_run(pulled)
+    assert again.num_rows == hfadvisor.load_run(out).num_rows and all(again["response"])
+    no_unknown_routes(hub_server)

@@ -27,12 +27,17 @@ def register(app: typer.Typer) -> None:
         max_attempts: Annotated[int, typer.Option(help="attempts per push on transient Hub errors")] = 5,
     ) -> None:
         from hfadvisor.cli import _fail, err
-        from hfadvisor.hub.publish import PushedRound, push_run
+        from hfadvisor.hub.publish import PushedResponses, PushedRound, push_run
 
         t0 = time.monotonic()
+        answers: list[PushedResponses] = []
 
-        def report(p: PushedRound) -> None:
+        def report(p: PushedRound | PushedResponses) -> None:
             err.print(p.line(repo_id), markup=False, highlight=False, soft_wrap=True)
+
+        def report_responses(p: PushedResponses) -> None:
+            answers.append(p)
+            report(p)
 
         try:
             pushed = push_run(
@@ -43,11 +48,13 @@ def register(app: typer.Typer) -> None:
                 card_template=card_template,
                 max_attempts=max_attempts,
                 on_round=report,
+                on_responses=report_responses,
             )
         except HFAdvisorError as e:
             raise _fail(str(e), e.exit_code) from None
         if not pushed:
-            err.print(f"{repo_id} already has every round of {run_dir}", markup=False, soft_wrap=True)
+            if not answers:
+                err.print(f"{repo_id} already has every round of {run_dir}", markup=False, soft_wrap=True)
             return
         sent = sum(p.bytes for p in pushed) / 1024
         err.print(

@@ -8,7 +8,7 @@ record: `hfadvisor pull` restores a run that `hfadvisor run` continues on anothe
 from __future__ import annotations
 
 from hfadvisor.hub.errors import HubError
-from hfadvisor.hub.publish import HubPublisher, PushedRound, push_run
+from hfadvisor.hub.publish import HubPublisher, PushedResponses, PushedRound, push_run
 from hfadvisor.hub.pull import pull_run
 
-__all__ = ["HubError", "HubPublisher", "PushedRound", "pull_run", "push_run"]
+__all__ = ["HubError", "HubPublisher", "PushedResponses", "PushedRound", "pull_run", "push_run"]

@@ -12,16 +12,21 @@ before pushing and after any failure: a round committed but not tagged (a lost r
 kill) gets its tag, nothing is committed twice, and commits go on `main` with
 `parent_commit` set, so a concurrent writer makes the commit fail instead of forking history.
 A tag already on another commit is an error, never moved.
+
+Answers from `hfadvisor respond` follow the rounds they answer in one untagged commit per push
+(`responses/…`, plus a `responses` config in the card), so tags keep meaning "rounds 0..r".
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HFValidationError
@@ -35,6 +40,8 @@ from hfadvisor.records import Revision
 from hfadvisor.store import RunStore, round_name, sha256
 
 TAG_DIGITS = 4
+RESPONSES_DIR = "responses"  # hfadvisor.respond's folder (not imported here: it pulls in the LLM client)
+_T = TypeVar("_T")
 _TRAILER = re.compile(r"^Hfadvisor-(Run|Round|Revision-Sha256):[ \t]*(\S+)[ \t]*$", re.M)
 _TAG_PREFIX = re.compile(r"^(?!refs/)(?!/)(?!.*\.\.)[A-Za-z0-9._/-]*$")
 
@@ -72,6 +79,11 @@ class RemoteState:
     rounds: dict[int, RemoteRound]
     tags: dict[str, str]  # tag → commit
     other_files: list[str]  # files on main when no round is (anything but .gitattributes)
+    files: set[str] = field(default_factory=set)  # every file on main
+
+    @property
+    def has_responses(self) -> bool:
+        return any(f.startswith(f"{RESPONSES_DIR}/") and f.endswith(".parquet") for f in self.files)
 
 
 @dataclass
@@ -89,6 +101,23 @@ class PushedRound:
     def line(self, repo_id: str) -> str:
         what = f"{self.bytes / 1024:.1f} KiB" if self.committed else "tag only: the commit was already there"
         return f"round {self.round} → {repo_id}@{self.tag} ({what}, {self.seconds:.2f}s)"
+
+
+@dataclass
+class PushedResponses:
+    """What pushing a run's responses (`hfadvisor respond`) did: one commit, no tag."""
+
+    rounds: list[int]  # data rounds whose answers this commit added
+    commit: str
+    bytes: int
+    seconds: float
+
+    def line(self, repo_id: str) -> str:
+        span = f"{self.rounds[0]}-{self.rounds[-1]}" if len(self.rounds) > 1 else str(self.rounds[0])
+        return (
+            f"responses to rounds {span} → {repo_id} ({self.bytes / 1024:.1f} KiB, {self.seconds:.2f}s); "
+            f'load them with datasets.load_dataset("{repo_id}", "responses")'
+        )
 
 
 class HubPublisher:
@@ -208,6 +237,7 @@ class HubPublisher:
             rounds=rounds,
             tags={t.name: t.target_commit for t in refs.tags},
             other_files=[] if rounds else [f for f in files if f != ".gitattributes"],
+            files=set(files),
         )
 
     def attach(self, store: RunStore) -> None:
@@ -236,20 +266,36 @@ class HubPublisher:
         with exponential backoff after re-reading the Hub's state, up to `max_attempts`.
         """
         done: list[PushedRound] = []
+
+        def rounds() -> list[PushedRound]:
+            for r in range(self._confirmed, store.rounds_done):
+                pushed = self._push_round(store, r)
+                self._confirmed = r + 1
+                if pushed.committed or pushed.tagged:
+                    done.append(pushed)
+                    if on_round:
+                        on_round(pushed)
+            return done
+
+        return self._retrying(store, rounds)
+
+    def push_responses(self, store: RunStore) -> PushedResponses | None:
+        """Push the answers of `hfadvisor respond` to rounds already on the Hub, in one untagged commit.
+
+        Only what main lacks is sent (records are compared by path: a record is written once),
+        and the card gains a `responses` config so `load_dataset(repo, "responses")` works.
+        Call after `push_pending`. None when there is nothing to send.
+        """
+        return self._retrying(store, lambda: self._push_responses(store))
+
+    def _retrying(self, store: RunStore, step: Callable[[], _T]) -> _T:
         attempt = 0
         while True:
             try:
                 if self.remote is None:
                     self.remote = self._read_state()
                     self.attach(store)
-                for r in range(self._confirmed, store.rounds_done):
-                    pushed = self._push_round(store, r)
-                    self._confirmed = r + 1
-                    if pushed.committed or pushed.tagged:
-                        done.append(pushed)
-                        if on_round:
-                            on_round(pushed)
-                return done
+                return step()
             except HFAdvisorError:
                 raise
             except Exception as e:
@@ -337,12 +383,66 @@ class HubPublisher:
             parent_commit=remote.head,
         )
         remote.head = info.oid
+        remote.files.update(files)
         remote.rounds[r] = RemoteRound(info.oid, digest)
         remote.run_id = store.info.run_id
         return info.oid, sum(len(b) for b in files.values())
 
-    def card(self, store: RunStore, rev: Revision, tag: str) -> str:
+    def _push_responses(self, store: RunStore) -> PushedResponses | None:
+        from hfadvisor import respond
+
+        remote = self.remote
+        assert remote is not None
+        t0 = time.monotonic()
+        on_hub = self.rounds_on_hub()
+        records = {r: rec for r, rec in respond.committed(store).items() if r < on_hub}
+        config_path = f"{RESPONSES_DIR}/config.json"
+        files: dict[str, bytes] = {}
+        added: list[int] = []
+        for r, rec in sorted(records.items()):
+            record_path = f"{RESPONSES_DIR}/{round_name(r)}.json"
+            if record_path in remote.files:
+                continue
+            files[rec.shard] = (store.path / rec.shard).read_bytes()
+            files[record_path] = (store.path / record_path).read_bytes()
+            added.append(r)
+        if not added:
+            return None
+        local_config = (store.path / config_path).read_bytes()
+        if config_path in remote.files:
+            theirs = Path(
+                self.api.hf_hub_download(
+                    self.repo_id, config_path, repo_type="dataset", revision=remote.head, token=self.token
+                )
+            ).read_bytes()
+            if json.loads(theirs) != json.loads(local_config):
+                raise HubError(
+                    f"{self.repo_id} holds responses made with other settings (model, sampling or template) than "
+                    f"{store.path}'s: push to a new repo, or answer again with the Hub's settings"
+                )
+        else:
+            files[config_path] = local_config
+        last = on_hub - 1
+        rev = store.revision(last)
+        files["README.md"] = self.card(store, rev, tag_name(self.tag_prefix, last), responses=True).encode()
+        model = json.loads(local_config).get("model", "?")
+        span = f"{added[0]}-{added[-1]}" if len(added) > 1 else str(added[0])
+        info = self.api.create_commit(
+            self.repo_id,
+            [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in files.items()],
+            commit_message=f"Responses to rounds {span} ({model})",
+            commit_description=f"Answers by {model} to the rows of rounds {span} (`hfadvisor respond`).",
+            repo_type="dataset",
+            revision="main",
+            parent_commit=remote.head,
+        )
+        remote.head = info.oid
+        remote.files.update(files)
+        return PushedResponses(added, info.oid, sum(len(b) for b in files.values()), time.monotonic() - t0)
+
+    def card(self, store: RunStore, rev: Revision, tag: str, *, responses: bool | None = None) -> str:
         """Round r's card as the Hub shows it: the run's card plus the tag and repo id."""
+        assert self.remote is not None
         return card.render(
             store.info,
             rev,
@@ -352,6 +452,7 @@ class HubPublisher:
             tag=tag,
             repo_id=self.repo_id,
             template=self.card_template,
+            responses=self.remote.has_responses if responses is None else responses,
         )
 
     def _ledger_total(self, store: RunStore, rev: Revision) -> Ledger:
@@ -375,12 +476,17 @@ def push_run(
     card_template: str | Path | None = None,
     max_attempts: int = 5,
     on_round: Callable[[PushedRound], None] | None = None,
+    on_responses: Callable[[PushedResponses], None] | None = None,
 ) -> list[PushedRound]:
-    """Push every round of the run in `run_dir` that `repo_id` lacks (shards verified first)."""
+    """Push every round of the run in `run_dir` that `repo_id` lacks (shards verified first), then its responses."""
     store = RunStore.open(run_dir, repair=False)
     publisher = HubPublisher(
         repo_id, private=private, tag_prefix=tag_prefix, card_template=card_template, max_attempts=max_attempts
     )
     publisher.connect()
     publisher.attach(store)
-    return publisher.push_pending(store, on_round)
+    pushed = publisher.push_pending(store, on_round)
+    responses = publisher.push_responses(store)
+    if responses and on_responses:
+        on_responses(responses)
+    return pushed

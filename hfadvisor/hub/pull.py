@@ -20,7 +20,7 @@ from hfadvisor.store import RunStore, atomic_write
 
 # Everything a run directory holds, except its README.md: the Hub's README is the card
 # rendered for the Hub; the local one is the last round's card, restored from cards/.
-RUN_FILES = ["run.json", "data/*", "rejects/*", "cards/*", "revisions/*"]
+RUN_FILES = ["run.json", "data/*", "rejects/*", "cards/*", "revisions/*", "responses/*"]
 
 
 def pull_run(repo_id: str, run_dir: str | Path, *, revision: str | None = None, token: str | None = None) -> RunStore:
