@@ -198,6 +198,8 @@ class RunStore:
             raise RunStateError(f"{p}: {bad}")
         if repair:
             _remove_after(p, complete, quarantine=bad is not None)
+            if revisions:
+                _refresh_readme(p, revisions)
         index = [RevisionIndex.of(rev) for rev in revisions]
         return cls(p, info, index, revisions[-1] if revisions else None)
 
@@ -279,6 +281,23 @@ class RunStore:
         self.index.append(RevisionIndex.of(rev))
         self.last = rev
         return rev
+
+
+def _refresh_readme(root: Path, revisions: list[Revision]) -> None:
+    """README.md is copied from the last round's card after its revision record: a kill in
+    between leaves it missing or equal to the previous round's card. Bring it up to date
+    (a README that differs from both, e.g. with label statistics added, is left alone)."""
+    readme, last = root / "README.md", root / revisions[-1].card
+    if not last.is_file():
+        return
+    if readme.is_file():
+        if len(revisions) < 2:
+            return
+        previous = root / revisions[-2].card
+        current = readme.read_bytes()
+        if not previous.is_file() or current != previous.read_bytes() or current == last.read_bytes():
+            return
+    atomic_write(readme, last.read_bytes())
 
 
 def _write_all(root: Path, files: list[tuple[str, bytes]]) -> None:

@@ -149,3 +149,22 @@ def test_torn_shard_is_detected_and_quarantined(tmp_path):
     quarantined = list((run / ".corrupt").rglob("*.parquet"))
     assert {p.name for p in quarantined} >= {"round-00002.parquet", "round-00003.parquet"}
     assert hfadvisor.load_run(run).num_rows == 13
+
+
+def test_readme_left_behind_by_a_kill_is_brought_up_to_date(tmp_path):
+    """README.md is copied after the revision record: a kill in between leaves the previous card."""
+    out = tmp_path / "run"
+    _make_run(out, 3)
+    last, previous = (out / "cards" / "round-00003.md").read_bytes(), (out / "cards" / "round-00002.md").read_bytes()
+    (out / "README.md").write_bytes(previous)
+    RunStore.open(out)
+    assert (out / "README.md").read_bytes() == last
+    (out / "README.md").unlink()
+    RunStore.open(out)
+    assert (out / "README.md").read_bytes() == last
+    (out / "README.md").write_bytes(last + b"\n## Human labels\n")  # refreshed later (label pull): kept
+    RunStore.open(out)
+    assert (out / "README.md").read_bytes().endswith(b"## Human labels\n")
+    (out / "README.md").write_bytes(previous)
+    RunStore.open(out, repair=False)  # read-only opens never write
+    assert (out / "README.md").read_bytes() == previous
