@@ -601,3 +601,15 @@ def test_responses_follow_their_rounds_in_one_untagged_commit(tmp_path, tgi, hub
     again = hfadvisor.load_run(pulled)
     assert again.num_rows == hfadvisor.load_run(out).num_rows and all(again["response"])
     no_unknown_routes(hub_server)
+
+
+def test_transient_hub_failures_at_start_up_are_retried(tmp_path, tgi, hub_server):
+    """whoami / create_repo failing transiently when `run --push-to-hub` starts: retried, not fatal."""
+    hub_server.fail_next(2, 503, "whoami")
+    hub_server.fail_next(1, None, "repos/create", drop=True)
+    make_run(tmp_path / "run", tgi, 1, push_to_hub=REPO)
+    assert len(hub_server.calls("whoami")) == 3
+    assert sorted(hub_server.repo(REPO).tags) == ["round-0000", "round-0001"]
+    hub_server.fail_next(5, 503, "whoami")
+    line = error_line(hf("push", str(tmp_path / "run"), REPO, "--max-attempts", "2"))
+    assert "after 2 attempts" in line and "503" in line

@@ -19,11 +19,10 @@ Answers from `hfadvisor respond` follow the rounds they answer in one untagged c
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -31,6 +30,7 @@ from typing import TypeVar
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from hfadvisor import card
 from hfadvisor.errors import ConfigError, HFAdvisorError
@@ -171,15 +171,6 @@ class HubPublisher:
     def _error(self, exc: BaseException) -> HubError:
         return HubError(describe(exc, endpoint=self.endpoint, repo_id=self.repo_id, token=self.token))
 
-    @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except HFAdvisorError:
-            raise
-        except Exception as e:
-            raise self._error(e) from None
-
     # ------------------------------------------------------------------ connect
     def connect(self) -> None:
         """Token, endpoint, write access, repo (created private unless asked otherwise), repo content."""
@@ -187,8 +178,7 @@ class HubPublisher:
             raise HubError(
                 "no Hugging Face token to push with: set HF_TOKEN or run `hf auth login` (the token needs write access)"
             )
-        with self._translated():
-            me = self.api.whoami()
+        me = self._retry(self.api.whoami)
         namespace = self.repo_id.split("/")[0]
         role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
         if role == "read":
@@ -199,9 +189,12 @@ class HubPublisher:
         if namespace not in {me.get("name"), *orgs}:
             mine = ", ".join([str(me.get("name")), *orgs])
             raise HubError(f"no write access to namespace '{namespace}' (this token can write to: {mine})")
-        with self._translated():
+
+        def create_and_read() -> RemoteState:
             self.api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
-            self.remote = self._read_state()
+            return self._read_state()
+
+        self.remote = self._retry(create_and_read)
         if self.remote.run_id is None and self.remote.other_files:
             shown = ", ".join(self.remote.other_files[:3]) + (", …" if len(self.remote.other_files) > 3 else "")
             raise HubError(
@@ -289,26 +282,43 @@ class HubPublisher:
         return self._retrying(store, lambda: self._push_responses(store))
 
     def _retrying(self, store: RunStore, step: Callable[[], _T]) -> _T:
-        attempt = 0
-        while True:
-            try:
-                if self.remote is None:
-                    self.remote = self._read_state()
-                    self.attach(store)
-                return step()
-            except HFAdvisorError:
-                raise
-            except Exception as e:
-                attempt += 1
-                if not is_transient(e):
-                    raise self._error(e) from None
-                if attempt >= self.max_attempts:
-                    tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
-                    raise HubError(
-                        f"{self._error(e)} after {tries}; pushing again completes it", retryable=True
-                    ) from None
-                self.remote = None  # stale: re-read before the next attempt
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+        """`step()` with the Hub's state read first (and re-read before each retry: a failed
+        commit may have landed anyway)."""
+
+        def attempt() -> _T:
+            if self.remote is None:
+                self.remote = self._read_state()
+                self.attach(store)
+            return step()
+
+        return self._retry(attempt)
+
+    def _retry(self, fn: Callable[[], _T]) -> _T:
+        """`fn()`, transient Hub failures (connection, timeout, 5xx, 429, 412) retried with exponential backoff."""
+
+        def forget_state(_: RetryCallState) -> None:
+            self.remote = None
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential(multiplier=self.backoff),
+            retry=retry_if_exception(lambda e: not isinstance(e, HFAdvisorError) and is_transient(e)),
+            before_sleep=forget_state,
+            sleep=time.sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except HFAdvisorError:
+            raise
+        except Exception as e:
+            if not is_transient(e):
+                raise self._error(e) from None
+            tries = retrying.statistics.get("attempt_number", self.max_attempts)
+            raise HubError(
+                f"{self._error(e)} after {tries} attempt{'s' if tries > 1 else ''}; pushing again completes it",
+                retryable=True,
+            ) from None
 
     def _push_round(self, store: RunStore, r: int) -> PushedRound:
         remote = self.remote
