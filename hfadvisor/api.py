@@ -19,13 +19,13 @@ import datasets
 
 from hfadvisor import __version__, card
 from hfadvisor.config import RunConfig, build_config, config_hash, load_config_file
-from hfadvisor.errors import RunStateError
+from hfadvisor.errors import HFAdvisorError, RunStateError, scrub
 from hfadvisor.llm import LLMClient, load_chat_template
 from hfadvisor.loop import Observer, Runner, now
 from hfadvisor.plugins import build_plugins
 from hfadvisor.presets import Preset, load_preset
-from hfadvisor.records import ROW_FEATURES, PoolEntry, Revision, RunInfo
-from hfadvisor.store import RevisionIndex, RunStore, is_temp
+from hfadvisor.records import ROW_FEATURES, PoolEntry, Revision, RunInfo, Session
+from hfadvisor.store import RevisionIndex, RunStore, is_temp, record_session
 
 EMBEDDED_DEFAULTS: dict[str, Any] = {
     "sampling": {"generate": {"max_new_tokens": 96}, "selfinstruct": {"max_new_tokens": 96}}
@@ -231,11 +231,37 @@ async def execute(plan: Plan, observer: Observer | None = None, *, token: str | 
             attach = getattr(observer, "attach", None)
             if attach:
                 attach(client.ledger, sum(i.rows for i in store.index), store.rounds_done)
+            rounds_before, started = store.rounds_done, now()
+            outcome, message = "completed", ""
             try:
                 await runner.run()
+            except HFAdvisorError as e:
+                outcome, message = "stopped", str(e)
+                raise
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                outcome = "interrupted"
+                raise
+            except Exception as e:
+                outcome, message = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                raise
             finally:
                 for plugin in plugins:
                     await plugin.close()
+                if client.ledger.attempts or store.rounds_done > rounds_before:
+                    record_session(
+                        store.path,
+                        Session(
+                            started_at=started,
+                            finished_at=now(),
+                            outcome=outcome,
+                            message=scrub(message, token),
+                            rounds_committed=list(range(rounds_before, store.rounds_done)),
+                            model=model,
+                            endpoints=client.endpoint_names,
+                            hfadvisor_version=__version__,
+                            ledger=client.ledger,
+                        ),
+                    )
             return store
 
 

@@ -253,7 +253,28 @@ def log_cmd(
             f"{rev.timings.total:.1f}",
             rev.model,
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    from hfadvisor.store import sessions
+
+    runs = sessions(store.path)
+    if runs:
+        table = Table(title="sessions (what each invocation spent; failed rounds included)")
+        for col in ("started", "outcome", "rounds", "requests", "retries", "failed", "tokens", "message"):
+            table.add_column(col, overflow="fold")
+        for s in runs:
+            done = s.rounds_committed
+            table.add_row(
+                s.started_at[:19],
+                s.outcome,
+                f"{done[0]}-{done[-1]}" if len(done) > 1 else (str(done[0]) if done else "none"),
+                str(s.ledger.requests),
+                str(s.ledger.retries),
+                str(s.ledger.failures),
+                str(s.ledger.completion_tokens),
+                s.message,
+            )
+        console.print(table)
 
 
 def _register_command_groups() -> None:

@@ -36,6 +36,11 @@ class MissingDependencyError(HFAdvisorError):
     """An optional dependency is not installed; the message carries the install command."""
 
 
+def scrub(text: str, secret: str | None) -> str:
+    """Remove a secret (a token, an API key) from any text that may reach a terminal, a log, a page or a file."""
+    return text.replace(secret, "***") if secret else text
+
+
 def require(module: str, extra: str) -> None:
     """Fail with a one-line install hint when an optional dependency is missing."""
     import importlib.util

@@ -109,6 +109,24 @@ class Revision(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
+class Session(BaseModel):
+    """`sessions/session-NNNNN.json`: one `hfadvisor run`/`baseline` invocation that ran rounds.
+
+    Round revisions hold the ledger of complete rounds only; this keeps what a session spent
+    in total, including the calls of a round that failed or was interrupted, and how it ended.
+    """
+
+    started_at: str
+    finished_at: str
+    outcome: str  # completed | stopped (a user-facing error) | interrupted | failed (a bug)
+    message: str = ""
+    rounds_committed: list[int] = Field(default_factory=list)
+    model: str
+    endpoints: list[str] = Field(default_factory=list)
+    hfadvisor_version: str
+    ledger: Ledger = Ledger()
+
+
 class RunInfo(BaseModel):
     """`run.json`: written once when the run is created."""
 

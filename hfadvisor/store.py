@@ -8,6 +8,7 @@ Layout::
     cards/round-00007.md       the dataset card as of round 7
     revisions/round-00007.json the manifest entry; its presence makes round 7 complete
     README.md                  the current card (a copy of the latest round's)
+    sessions/session-00002.json  what each invocation spent and how it ended (failed rounds included)
 
 A round is committed by writing its shards and card first, then its revision record
 (temp file + fsync + rename). A crash at any point leaves either a complete round or
@@ -17,6 +18,7 @@ sha256 in their revision when a run is opened, so a torn or edited file is detec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -42,10 +44,13 @@ from hfadvisor.records import (
     PoolEntry,
     Revision,
     RunInfo,
+    Session,
     arrow_schema,
 )
 
 ROUND_RE = re.compile(r"^round-(\d{5,})\.(json|parquet|md)$")
+SESSIONS_DIR = "sessions"
+SESSION_RE = re.compile(r"^session-(\d{5,})\.json$")
 _TEMP_RE = re.compile(r"^\..+\.tmp\d+$")
 ROW_SCHEMA = arrow_schema(ROW_FEATURES)
 REJECT_SCHEMA = arrow_schema(REJECT_FEATURES)
@@ -281,6 +286,28 @@ class RunStore:
         self.index.append(RevisionIndex.of(rev))
         self.last = rev
         return rev
+
+
+def record_session(root: Path, session: Session) -> Path:
+    """Write a session record next to the rounds (never part of any round; not pushed)."""
+    d = root / SESSIONS_DIR
+    d.mkdir(exist_ok=True)
+    n = 1 + max((int(m.group(1)) for f in d.iterdir() if (m := SESSION_RE.match(f.name))), default=0)
+    path = d / f"session-{n:05d}.json"
+    atomic_write(path, (session.model_dump_json(indent=1) + "\n").encode())
+    return path
+
+
+def sessions(root: Path) -> list[Session]:
+    d = root / SESSIONS_DIR
+    if not d.is_dir():
+        return []
+    out = []
+    for f in sorted(d.iterdir()):
+        if SESSION_RE.match(f.name):
+            with contextlib.suppress(ValueError, OSError):
+                out.append(Session.model_validate_json(f.read_bytes()))
+    return out
 
 
 def _refresh_readme(root: Path, revisions: list[Revision]) -> None:

@@ -337,3 +337,31 @@ def test_failing_generations_end_in_one_line_not_a_traceback(tmp_path, scripted_
     assert len(errors) == 1 and "generate call failed after 2 attempts" in errors[0], proc.stderr
     assert proc.stderr.rstrip().endswith("resumes from the last complete round")
     assert RunStore.open(out).rounds_done == 1  # the seed round, intact and resumable
+
+
+def test_each_session_records_what_it_spent_including_a_failed_round(tmp_path, scripted_tgi, script):
+    from helpers import cli
+
+    from hfadvisor.store import sessions
+
+    out = tmp_path / "run"
+    hfadvisor.run(out, endpoints=[scripted_tgi.url], rounds=2, batch_size=3, metrics=False)
+    scripted_tgi.faults.extend([Fault(status=503)] * 50)
+    retry = {"max_attempts": 3, "initial_backoff": 0.01, "max_backoff": 0.02}
+    with pytest.raises(EndpointError):
+        hfadvisor.run(out, endpoints=[scripted_tgi.url], rounds=4, concurrency=1, retry=retry, metrics=False)
+    scripted_tgi.faults.clear()
+    hfadvisor.run(out, endpoints=[scripted_tgi.url], rounds=3, metrics=False)
+    first, failed, last = sessions(out)
+    assert (first.outcome, first.rounds_committed) == ("completed", [1, 2])
+    assert first.ledger.requests == RunStore.open(out).revision(1).ledger.requests * 2  # two identical rounds
+    assert (failed.outcome, failed.rounds_committed) == ("stopped", [])
+    assert "after 3 attempts" in failed.message
+    assert failed.ledger.failures == 1 and failed.ledger.attempts == 3 and failed.ledger.rate_limited == 3
+    assert (last.outcome, last.rounds_committed) == ("completed", [3])
+    shown = cli("log", str(out)).stdout
+    assert "stopped" in shown and "completed" in shown
+    # an unreachable endpoint fails before any call: no session is recorded
+    with pytest.raises(EndpointError):
+        hfadvisor.run(out, endpoints=[f"http://127.0.0.1:{free_port()}"], rounds=4, retry=retry, metrics=False)
+    assert len(sessions(out)) == 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx2
 from huggingface_hub.errors import HfHubHTTPError
 
-from hfadvisor.errors import HFAdvisorError
+from hfadvisor.errors import HFAdvisorError, scrub
 
 # Worth retrying: timeouts, rate limits, server errors; 409/412 mean someone moved a ref
 # (a tag or main) under us, which a re-read of the Hub's state resolves.
@@ -52,11 +52,6 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(e, HfHubHTTPError):
             return http_status(e) in TRANSIENT_STATUS
     return False
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """Remove the token from any text that may reach a terminal, a log or a file."""
-    return text.replace(secret, "***") if secret else text
 
 
 def describe(exc: BaseException, *, endpoint: str, repo_id: str, token: str | None) -> str:

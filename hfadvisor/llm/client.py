@@ -25,7 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_exponential_jitter
 
 from hfadvisor.config import RetryPolicy, Sampling
-from hfadvisor.errors import ConfigError, EndpointError
+from hfadvisor.errors import ConfigError, EndpointError, scrub
 from hfadvisor.llm.ledger import Ledger
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -358,7 +358,7 @@ class LLMClient:
                 404: "wrong URL, or wrong --api (tgi posts to /, chat to /v1/chat/completions)",
                 422: "the server refused the parameters",
             }.get(status, "the server refused the request")
-            detail = _scrub(_error_detail(http), self._token)
+            detail = scrub(_error_detail(http), self._token)
             _bump(ledgers, "failures")
             return EndpointError(f"endpoint {ep.name} answered HTTP {status}: {hint}{detail}")
         if isinstance(exc, TextGenerationError):
@@ -366,22 +366,18 @@ class LLMClient:
             return TransientError(f"{type(exc).__name__} from {ep.name}", "generation")
         if isinstance(exc, ValueError | KeyError | IndexError | TypeError | UnicodeDecodeError | json.JSONDecodeError):
             _bump(ledgers, "malformed")
-            return TransientError(f"malformed answer from {ep.name}: {_scrub(str(exc), self._token)[:80]}", "malformed")
+            return TransientError(f"malformed answer from {ep.name}: {scrub(str(exc), self._token)[:80]}", "malformed")
         if isinstance(exc, EndpointError):
             return exc
         _bump(ledgers, "failures")
         return EndpointError(
-            f"unexpected error from {ep.name}: {type(exc).__name__}: {_scrub(str(exc), self._token)[:200]}"
+            f"unexpected error from {ep.name}: {type(exc).__name__}: {scrub(str(exc), self._token)[:200]}"
         )
 
 
 def _bump(ledgers: list[Ledger], field: str, amount: float = 1) -> None:
     for led in ledgers:
         setattr(led, field, getattr(led, field) + amount)
-
-
-def _scrub(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
 
 
 def _error_detail(http: HfHubHTTPError) -> str:

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfadvisor.errors import HFAdvisorError
+from hfadvisor.errors import HFAdvisorError, scrub
 from hfadvisor.space import data, plots
 from hfadvisor.space.data import RunView, SpaceError
-from hfadvisor.space.live import LiveRun, push, scrub
+from hfadvisor.space.live import LiveRun, push
 
 if TYPE_CHECKING:
     import gradio as gr

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfadvisor.errors import HFAdvisorError
+from hfadvisor.errors import HFAdvisorError, scrub
 from hfadvisor.records import Revision
 from hfadvisor.store import RunStore
 
@@ -29,11 +29,6 @@ log = logging.getLogger("hfadvisor.space")
 
 class RunStopped(HFAdvisorError):
     """The user asked the run to stop; every round before this one is complete and kept."""
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """Remove the session's token from any text that may reach the page or a log."""
-    return text.replace(secret, "***") if secret else text
 
 
 @dataclass
