@@ -35,7 +35,7 @@ from datasets import Features, Value
 
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, HFAdvisorError, RunStateError, user_errors_first
-from hfadvisor.llm import ChatTemplate, LLMClient, load_chat_template
+from hfadvisor.llm import ChatTemplate, LLMClient, Message, load_chat_template
 from hfadvisor.loop import now
 from hfadvisor.records import arrow_schema
 from hfadvisor.store import atomic_write, parquet_bytes
@@ -168,54 +168,8 @@ def parse_verdict(text: str) -> tuple[str, str]:
     return "unparsed", ""
 
 
-class _Conversation(str):
-    """A prompt that also carries a whole conversation, for chat endpoints that judge conversations."""
-
-    messages: list[dict[str, str]]
-
-    def __new__(cls, messages: list[dict[str, str]]) -> _Conversation:
-        obj = super().__new__(cls, json.dumps(messages, ensure_ascii=False))
-        obj.messages = messages
-        return obj
-
-
-class _ConversationClient(LLMClient):
-    """LLMClient whose chat calls send a `_Conversation`'s messages (user + assistant), not one user turn."""
-
-    async def _chat(self, ep, prompt, s, stops, top_p, seed, greedy):  # type: ignore[no-untyped-def,override]
-        from hfadvisor.llm.client import _strip_stops
-
-        messages = getattr(prompt, "messages", None) or [{"role": "user", "content": prompt}]
-        out = await ep.client.chat_completion(
-            messages=messages,
-            model=self.model or "tgi",
-            max_tokens=s.max_new_tokens,
-            temperature=0.0 if greedy else s.temperature,
-            top_p=top_p,
-            seed=seed,
-            stop=stops or None,
-        )
-        if not out.choices or not isinstance(out.choices[0].message.content, str):
-            raise ValueError("answer has no message content")
-        usage = out.usage
-        ptok = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
-        ctok = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
-        return _strip_stops(out.choices[0].message.content, stops), ptok, ctok, out.choices[0].finish_reason
-
-
 def _digest(text: str | None) -> str:
     return hashlib.sha256(str(text).encode()).hexdigest()[:16]
-
-
-def _render_conversation(template: ChatTemplate, prompt: str, response: str) -> str:
-    return str(
-        template.template.render(
-            messages=[{"role": "user", "content": prompt}, {"role": "assistant", "content": response}],
-            add_generation_prompt=True,
-            bos_token=template.bos_token,
-            eos_token=template.eos_token,
-        )
-    )
 
 
 async def evaluate(
@@ -253,7 +207,7 @@ async def evaluate(
     kw: dict[str, Any] = {"concurrency": concurrency, "timeout": timeout, "retry": retry}
     async with (
         LLMClient(target, api=target_api, model=target_model, token=target_token, **kw) as tclient,
-        _ConversationClient(judge, api=judge_api, model=judge_model, token=judge_token, **kw) as jclient,
+        LLMClient(judge, api=judge_api, model=judge_model, token=judge_token, **kw) as jclient,
     ):
         tinfo, jinfo = await tclient.info(), await jclient.info()
         t_spec = target_chat_template or ("server" if tinfo.get("chat_template") and target_api == "tgi" else None)
@@ -268,8 +222,7 @@ async def evaluate(
                 "the judge server reports no chat template: pass --judge-chat-template FILE (e.g. LlamaGuard's), "
                 "use --judge-api chat, or --judge-format instruct"
             )
-        if judge_format == "instruct":
-            jclient.chat_template = j_template
+        jclient.chat_template = j_template  # tgi api: renders the judge prompt or the rated conversation
         settings = {
             "source": source,
             "prompts": len(items),
@@ -307,15 +260,11 @@ async def evaluate(
         async def judge_one(item: PromptItem) -> dict[str, Any]:
             answer = await tclient.complete(item.prompt, target_sampling, stage="target")
             response = answer.text.strip()
+            jprompt: str | list[Message]
             if judge_format == "instruct":
-                jprompt: str = INSTRUCT_JUDGE.format(prompt=item.prompt, response=response)
-            elif judge_api == "chat":
-                jprompt = _Conversation(
-                    [{"role": "user", "content": item.prompt}, {"role": "assistant", "content": response}]
-                )
-            else:
-                assert j_template is not None
-                jprompt = _render_conversation(j_template, item.prompt, response)
+                jprompt = INSTRUCT_JUDGE.format(prompt=item.prompt, response=response)
+            else:  # the judge's own chat template rates the conversation (LlamaGuard-style)
+                jprompt = [{"role": "user", "content": item.prompt}, {"role": "assistant", "content": response}]
             verdict_out = await jclient.complete(jprompt, judge_sampling, stage="judge")
             verdict, violations = parse_verdict(verdict_out.text)
             return {

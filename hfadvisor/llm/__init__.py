@@ -1,6 +1,6 @@
 """Text-generation endpoints (TGI native or OpenAI-compatible chat) behind one client."""
 
-from hfadvisor.llm.client import ChatTemplate, Completion, LLMClient, display_url, load_chat_template
+from hfadvisor.llm.client import ChatTemplate, Completion, LLMClient, Message, display_url, load_chat_template
 from hfadvisor.llm.ledger import Ledger
 
-__all__ = ["ChatTemplate", "Completion", "LLMClient", "Ledger", "display_url", "load_chat_template"]
+__all__ = ["ChatTemplate", "Completion", "LLMClient", "Ledger", "Message", "display_url", "load_chat_template"]

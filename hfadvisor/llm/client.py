@@ -112,13 +112,21 @@ class ChatTemplate:
             raise ConfigError(f"chat template: syntax error line {e.lineno}: {e.message}") from None
         self.bos_token, self.eos_token = bos_token, eos_token
 
-    def render(self, prompt: str) -> str:
+    def render(self, prompt: str | list[Message]) -> str:
+        """A user prompt, or a whole conversation (e.g. a user turn and the answer a judge rates)."""
         return self.template.render(
-            messages=[{"role": "user", "content": prompt}],
+            messages=as_messages(prompt),
             add_generation_prompt=True,
             bos_token=self.bos_token,
             eos_token=self.eos_token,
         )
+
+
+Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": ...}
+
+
+def as_messages(prompt: str | list[Message]) -> list[Message]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
 def _raise_template_error(message: str) -> None:
@@ -213,7 +221,7 @@ class LLMClient:
 
     async def complete(
         self,
-        prompt: str,
+        prompt: str | list[Message],
         sampling: Sampling,
         *,
         stage: str,
@@ -223,7 +231,8 @@ class LLMClient:
     ) -> Completion:
         """One generation, retried on transient failures; raises EndpointError when giving up.
 
-        Everything is counted in the client's ledger and, if given, also in `ledger` (e.g. the
+        `prompt` is one user turn, or a list of chat messages (sent as they are to a chat API,
+        rendered with the chat template for TGI's generate API). Everything is counted in the client's ledger and, if given, also in `ledger` (e.g. the
         ledger of the round the call belongs to, when rounds overlap).
         """
         ledgers = [self.ledger] if ledger is None else [self.ledger, ledger]
@@ -258,7 +267,7 @@ class LLMClient:
 
     async def _attempt(
         self,
-        prompt: str,
+        prompt: str | list[Message],
         sampling: Sampling,
         stops: list[str],
         stage: str,
@@ -288,11 +297,15 @@ class LLMClient:
         return Completion(text, ctok, ptok, finish, ep.name, latency, attempt)
 
     async def _tgi(
-        self, ep: _Endpoint, prompt: str, s: Sampling, stops: list[str], top_p: float | None, seed: int | None,
-        greedy: bool,
+        self, ep: _Endpoint, prompt: str | list[Message], s: Sampling, stops: list[str], top_p: float | None,
+        seed: int | None, greedy: bool,
     ) -> tuple[str, int, int, str | None]:  # fmt: skip
         if self.chat_template is not None:
             prompt = self.chat_template.render(prompt)
+        elif not isinstance(prompt, str):
+            raise ConfigError(
+                "a conversation needs a chat template with the tgi api: pass --chat-template, or use --api chat"
+            )
         out = await ep.client.text_generation(
             prompt,
             max_new_tokens=s.max_new_tokens,
@@ -312,11 +325,11 @@ class LLMClient:
         return _strip_stops(text, stops), 0, ctok, finish
 
     async def _chat(
-        self, ep: _Endpoint, prompt: str, s: Sampling, stops: list[str], top_p: float | None, seed: int | None,
-        greedy: bool,
+        self, ep: _Endpoint, prompt: str | list[Message], s: Sampling, stops: list[str], top_p: float | None,
+        seed: int | None, greedy: bool,
     ) -> tuple[str, int, int, str | None]:  # fmt: skip
         out = await ep.client.chat_completion(
-            messages=[{"role": "user", "content": prompt}],
+            messages=as_messages(prompt),
             model=self.model or "tgi",
             max_tokens=s.max_new_tokens,
             temperature=0.0 if greedy else s.temperature,
