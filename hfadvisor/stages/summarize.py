@@ -7,6 +7,7 @@ most five words). Which one was used is recorded in the round's revision.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from hfadvisor.presets import DELIMITER, Preset
@@ -31,8 +32,7 @@ def _clean(line: str) -> str:
 
 
 def _covered(summary: list[str], item: str) -> bool:
-    key = normalize(item)
-    return any(normalize(line) == key for line in summary)
+    return normalize(item) in {normalize(line) for line in summary}
 
 
 def fallback(summary: list[str], weakness: str, note: str) -> SummaryUpdate:
@@ -46,8 +46,8 @@ def _related(item: str, weakness: str, summary: list[str]) -> bool:
 
     Words on many summary lines ("harmfulness") do not count: they say nothing about the topic.
     """
-    lines = [set(normalize(line).split()) for line in summary]
-    common = {w for w in set().union(*lines) if sum(w in ln for ln in lines) > max(1, len(lines) // 3)}
+    counts = Counter(w for line in summary for w in set(normalize(line).split()))
+    common = {w for w, n in counts.items() if n > max(1, len(summary) // 3)}
     return bool((set(normalize(item).split()) & set(normalize(weakness).split())) - common)
 
 
@@ -71,10 +71,11 @@ def parse(text: str, summary: list[str], weakness: str, mode: str) -> SummaryUpd
     if too_long:
         return fallback(summary, weakness, f"line over {MAX_WORDS} words: {too_long[0][:60]!r}")
     deduped = list(dict.fromkeys(lines))
-    lost = [ln for ln in summary if not _covered(deduped, ln)]
+    new_keys, old_keys = {normalize(ln) for ln in deduped}, {normalize(ln) for ln in summary}
+    lost = [ln for ln in summary if normalize(ln) not in new_keys]
     if lost:
         return fallback(summary, weakness, f"answer dropped {len(lost)} existing line(s)")
-    added = [ln for ln in deduped if not _covered(summary, ln)]
+    added = [ln for ln in deduped if normalize(ln) not in old_keys]
     if not added:  # else the summary stops growing and the weakness stage keeps finding the same gap
         return fallback(summary, weakness, "answer added no line for the weakness")
     if not any(_related(ln, weakness, summary) for ln in added):
