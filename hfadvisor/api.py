@@ -18,6 +18,7 @@ from typing import Any
 import datasets
 
 from hfadvisor import __version__, card
+from hfadvisor.aio import run_sync
 from hfadvisor.config import RunConfig, build_config, config_hash, load_config_file
 from hfadvisor.errors import HFAdvisorError, RunStateError, scrub
 from hfadvisor.llm import LLMClient, load_chat_template
@@ -275,7 +276,7 @@ def run(
 ) -> RunStore:
     """Start or resume a run in `output` (blocking). Keyword overrides are RunConfig fields."""
     plan = plan_run(output, mode=mode, config_file=config_file, **overrides)
-    return asyncio.run(execute(plan, observer))
+    return run_sync(execute(plan, observer))
 
 
 def load_run(path: str | Path, round: int | None = None) -> datasets.Dataset:

@@ -28,6 +28,7 @@ from datasets import Features, Value
 from pydantic import BaseModel, ValidationError
 
 from hfadvisor import __version__
+from hfadvisor.aio import run_sync
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, RunStateError, user_errors_first
 from hfadvisor.llm import Ledger, LLMClient, load_chat_template
@@ -274,7 +275,7 @@ async def respond(
 
 def respond_run(run_dir: str | Path, endpoints: list[str], **options: Any) -> dict[str, Any]:
     """Blocking `respond`."""
-    return asyncio.run(respond(run_dir, endpoints, **options))
+    return run_sync(respond(run_dir, endpoints, **options))
 
 
 def status(run_dir: str | Path) -> dict[str, Any]:

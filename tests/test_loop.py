@@ -365,3 +365,14 @@ def test_each_session_records_what_it_spent_including_a_failed_round(tmp_path, s
     with pytest.raises(EndpointError):
         hfadvisor.run(out, endpoints=[f"http://127.0.0.1:{free_port()}"], rounds=4, retry=retry, metrics=False)
     assert len(sessions(out)) == 3
+
+
+def test_blocking_api_works_inside_a_running_event_loop(tmp_path, scripted_tgi, script):
+    """Jupyter cells (and Playwright's sync API) run inside an event loop, where asyncio.run refuses to nest."""
+    import asyncio
+
+    async def notebook_cell() -> RunStore:
+        return hfadvisor.run(tmp_path / "run", endpoints=[scripted_tgi.url], rounds=1, batch_size=2, metrics=False)
+
+    store = asyncio.run(notebook_cell())
+    assert store.rounds_done == 2 and store.last.rows == 2
