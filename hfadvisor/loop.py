@@ -147,7 +147,12 @@ class Runner:
         rng = random.Random(call_seed(self.config.seed, "examples", r, slot))
         return rng.sample(pool, min(self.k, len(pool)))
 
-    async def _weakness(self, r: int, ledger: Ledger) -> tuple[str, int, str]:
+    async def _weakness(self, r: int, ledger: Ledger) -> tuple[str, int, str | None]:
+        """(weakness, attempts, the prompt if plugins added feedback to it, else None).
+
+        The plain prompt is the preset's template over `summary_before`, already in the
+        revision; storing it again would grow every record by the whole summary.
+        """
         notes = [n for p in self.plugins if (n := p.weakness_feedback(r, self.summary))]
         prompt = weakness.build_prompt(self.preset, self.style, self.summary, "\n".join(notes) or None)
         stop = self.preset.stops(self.style, "weakness")
@@ -166,13 +171,13 @@ class Runner:
                 candidate = parsed
                 covered = {normalize(line) for line in self.summary}
                 if normalize(parsed) not in covered:
-                    return parsed, attempt, prompt
+                    return parsed, attempt, prompt if notes else None
         if not candidate:
             raise ModelOutputError(
                 f"round {r}: the model gave no usable weakness in {WEAKNESS_ATTEMPTS} attempts; check the endpoint's "
                 "model and --prompt-style, then rerun to resume"
             )
-        return candidate, WEAKNESS_ATTEMPTS, prompt
+        return candidate, WEAKNESS_ATTEMPTS, prompt if notes else None
 
     async def _batch(
         self, r: int, stage: str, weakness_text: str | None, ledger: Ledger, pool_limit: int | None = None

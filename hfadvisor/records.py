@@ -92,7 +92,7 @@ class Revision(BaseModel):
     summary_note: str = ""
     weakness: str | None = None
     weakness_attempts: int = 0
-    weakness_prompt: str | None = None
+    weakness_prompt: str | None = None  # only when plugins (human labels) added feedback to the preset's prompt
     summary_sees_examples: bool | None = None
     pool_added: list[PoolEntry] = Field(default_factory=list)
     pool_size: int
