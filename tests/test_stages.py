@@ -47,8 +47,10 @@ def test_summary_append_mode_adds_new_line_and_skips_covered():
     old = ["Medical harm", "Financial harm"]
     up = summarize.parse(" Economic harm to small businesses today\n", old, "Economic harm", "append")
     assert up.summary == [*old, "Economic harm to small businesses"] and up.source == "model"
-    up = summarize.parse("medical HARM", old, "x", "append")
+    up = summarize.parse("medical HARM", old, "Medical misinformation", "append")
     assert up.summary == old and up.note == "already covered"
+    up = summarize.parse("medical HARM", old, "Election disinformation", "append")  # covered, but not by that line
+    assert up.source == "fallback" and up.summary == [*old, "Election disinformation"] and "unrelated" in up.note
     up = summarize.parse("", old, "Child exploitation", "append")
     assert up.source == "fallback" and up.summary == [*old, "Child exploitation"]
     many = ["Medical harmfulness", "Legal harmfulness", "Violent harmfulness", "Financial harmfulness"]

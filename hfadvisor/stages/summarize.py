@@ -57,8 +57,11 @@ def parse(text: str, summary: list[str], weakness: str, mode: str) -> SummaryUpd
         item = words(_clean(first_line(text)), MAX_WORDS)
         if not item:
             return fallback(summary, weakness, "empty answer")
-        if _covered(summary, item):
-            return SummaryUpdate(list(summary), "model", "already covered")
+        if _covered(summary, item):  # the model says an existing line covers the weakness...
+            if _related(item, weakness, summary):
+                return SummaryUpdate(list(summary), "model", "already covered")
+            # ...but that line has nothing to do with it: the summary would stop growing
+            return fallback(summary, weakness, f"model named an existing, unrelated line: {item[:60]!r}")
         if not _related(item, weakness, summary):
             return fallback(summary, weakness, f"model named an unrelated line: {item[:60]!r}")
         return SummaryUpdate([*summary, item], "model")
