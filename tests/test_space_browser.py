@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -303,3 +304,57 @@ def test_public_space_never_lends_the_owner_token(runs, tmp_path):
     text = log.read_text(errors="replace")
     assert owner not in text and SESSION_TOKEN not in text
     assert not re.search(r"Traceback", text)
+
+
+def test_a_sessions_own_runs_are_removed_when_it_expires(tmp_path):
+    """A public Space must not fill its disk: runs started in a session go when the session does.
+
+    Gradio deletes a closed session's state after an hour (a second with GRADIO_IS_E2E_TEST, which
+    also makes its heartbeat fast); the app's delete callback then removes the session's
+    scratch space. TMPDIR points the app's temp dirs at this test's directory.
+    """
+    from gradio_client import Client
+
+    app = Path(__file__).resolve().parent.parent / "spaces" / "app.py"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch), "GRADIO_IS_E2E_TEST": "1"}
+    with (
+        running_tgi(ScriptedBackend(ScriptedModel())) as tgi,
+        space_process([], tmp_path / "server.log", env=env, script=app) as url,
+    ):
+        client = Client(url, verbose=False)
+        status, table, *_ = client.predict("advisor", tgi.url, "tgi", 1, 2, "", api_name="/start_run")
+        assert 'data-phase="finished"' in status and [row[0] for row in table["data"]] == [0, 1]
+        (run_dir,) = scratch.glob("hfadvisor-session-*/runs/advisor-*")
+        assert RunStore.open(run_dir, repair=False).rounds_done == 2
+        client.close()  # the tab closes
+        deadline = time.monotonic() + 60  # a waiting limit, not a timing assertion
+        while run_dir.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not run_dir.exists() and not list(scratch.glob("hfadvisor-session-*"))
+
+
+def test_closing_a_session_stops_its_run_and_then_removes_it(tmp_path):
+    from hfadvisor.space.app import Session
+    from hfadvisor.space.live import LiveRun
+
+    model = GatedModel()
+    with running_tgi(ScriptedBackend(model)) as tgi:
+        session = Session(workdir=tmp_path / "session")
+        out = session.runs / "advisor-x"
+        live = LiveRun(out, {"rounds": 3, "batch_size": 2, "endpoints": [tgi.url]})
+        live.start(None)
+        session.live = live
+        assert model.waiting.wait(60), "round 2 never started"
+        session.close()  # while round 2 is being made
+        assert out.is_dir()  # not pulled from under the running round
+        model.gate.set()
+        assert live.thread is not None
+        live.thread.join(60)
+        deadline = time.monotonic() + 30
+        while session.workdir.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert not live.running and not session.workdir.exists()
+    events = [ev.kind for ev in live.follow(poll=0.01)]
+    assert events[-1] == "failed" and "round_started" in events  # stopped before round 3, as asked

@@ -25,7 +25,10 @@ def register(app: typer.Typer) -> None:
         host: Annotated[str, typer.Option(help="interface to bind (0.0.0.0 to share on your network)")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="port")] = 7860,
         runs_dir: Annotated[
-            Path | None, typer.Option(help="where runs started from the page are written \\[default: a temp dir]")
+            Path | None,
+            typer.Option(
+                help="keep runs started from the page here \\[default: the browser session's temp dir, removed an hour after it closes; download them from the page]"
+            ),
         ] = None,
     ) -> None:
         from hfadvisor.cli import _fail

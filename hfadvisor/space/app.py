@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -59,7 +60,9 @@ class SpaceOptions:
     allow_local: bool = True
     server_token: bool = True
     allow_endpoints: bool = True
-    runs_dir: Path | None = None
+    runs_dir: Path | None = (
+        None  # keep runs started from the page here; default: the session's scratch space, removed with it
+    )
     max_rounds: int = 10
     max_batch_size: int = 16
     title: str = "hfadvisor · Data Advisor runs, round by round"
@@ -78,10 +81,29 @@ class Session:
     live: LiveRun | None = None
     own_runs: set[str] = field(default_factory=set)
 
+    @property
+    def runs(self) -> Path:
+        """Where this session's own runs go unless the operator keeps them (`--runs-dir`)."""
+        return self.workdir / "runs"
+
     def close(self) -> None:
-        if self.live is not None:
-            self.live.stop.set()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Remove the session's scratch space, its own runs included (a public Space never fills up).
+
+        Called by Gradio when the session's state expires (an hour after the tab closes). A run
+        still going is asked to stop and removed once its thread has left the directory.
+        """
+        live = self.live
+        if live is None or not live.running:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            return
+        live.stop.set()
+
+        def remove_when_stopped() -> None:
+            if live.thread is not None:
+                live.thread.join()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+        threading.Thread(target=remove_when_stopped, name="hfadvisor-session-close", daemon=True).start()
 
 
 def _close_session(session: Session | None) -> None:
@@ -193,7 +215,6 @@ def build_app(options: SpaceOptions | None = None) -> gr.Blocks:
     import gradio as gr
 
     opts = options or SpaceOptions()
-    runs_dir = opts.runs_dir or Path(tempfile.mkdtemp(prefix="hfadvisor-space-runs-"))
     initial = opts.sources[0] if opts.sources else ""
     initial_b = opts.sources[1] if len(opts.sources) > 1 else ""
 
@@ -337,7 +358,7 @@ def build_app(options: SpaceOptions | None = None) -> gr.Blocks:
         rounds_i, batch_i = int(rounds), int(batch_size)
         if not 1 <= rounds_i <= opts.max_rounds or not 1 <= batch_i <= opts.max_batch_size:
             raise SpaceError(f"a Space run is small: 1–{opts.max_rounds} rounds of 1–{opts.max_batch_size}")
-        out = runs_dir / f"{mode}-{uuid.uuid4().hex[:8]}"
+        out = (opts.runs_dir or session.runs) / f"{mode}-{uuid.uuid4().hex[:8]}"
         overrides: dict[str, Any] = {"rounds": rounds_i, "batch_size": batch_i}
         if url:
             overrides.update(endpoints=[url], api=api or "tgi")
