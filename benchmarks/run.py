@@ -289,7 +289,7 @@ def _p3_mode(t: Table, s: Sizes, work: Path, mode: str, hub_env: dict[str, str])
         br <= 2,
         f"{w1['bytes']:.0f} → {w2['bytes']:.0f} B/round ({parts}; +README = card); summary "
         f"{w1['summary_lines']:.0f} → {w2['summary_lines']:.0f} lines, {w1['summary_bytes']:.0f} → "
-        f"{w2['summary_bytes']:.0f} B (in the card once, in the revision 3×: before, after, weakness prompt)",
+        f"{w2['summary_bytes']:.0f} B (in the card once, in the revision twice: before and after)",
     )
     push_args = {"out": str(work / f"p3-{mode}"), "repo": f"hf-tester/bench-p3-{mode}", "windows": list(s.p3_windows)}
     pr = job("push", push_args, s.job_timeout, env_extra=hub_env)
