@@ -60,9 +60,8 @@ class SpaceOptions:
     allow_local: bool = True
     server_token: bool = True
     allow_endpoints: bool = True
-    runs_dir: Path | None = (
-        None  # keep runs started from the page here; default: the session's scratch space, removed with it
-    )
+    # keep runs started from the page here; default: the session's scratch space, removed with it
+    runs_dir: Path | None = None
     max_rounds: int = 10
     max_batch_size: int = 16
     title: str = "hfadvisor · Data Advisor runs, round by round"
