@@ -55,7 +55,12 @@ Model = Annotated[str | None, typer.Option(help="model name for chat endpoints; 
 ChatTemplate = Annotated[
     str | None, typer.Option(help="tgi api: render prompts with this Jinja chat template file, or 'server'")
 ]
-Concurrency = Annotated[int | None, typer.Option(help="max requests in flight \\[default: 16]")]
+Concurrency = Annotated[
+    int | None,
+    typer.Option(
+        help="max requests in flight; lowered automatically while the endpoint answers overloaded \\[default: 16]"
+    ),
+]
 Timeout = Annotated[float | None, typer.Option(help="seconds per request \\[default: 120]")]
 MaxAttempts = Annotated[int | None, typer.Option(help="attempts per call before giving up \\[default: 8]")]
 Seed = Annotated[int | None, typer.Option(help="seed for exemplar sampling and generation \\[default: 0]")]

@@ -22,9 +22,10 @@ class _LedgerColumn(ProgressColumn):
         if ledger is None:
             return Text("")
         elapsed = max(time.monotonic() - self.view.t0, 1e-6)
+        throttled = f"concurrency {ledger.concurrency} (overloaded ×{ledger.throttled}) · " if ledger.throttled else ""
         return Text(
             f"{self.view.rows} rows · {ledger.requests / elapsed:.1f} req/s · {ledger.completion_tokens} tok · "
-            f"{ledger.retries} retries · {ledger.failures} failed · {self.view.stage_name}",
+            f"{ledger.retries} retries · {ledger.failures} failed · {throttled}{self.view.stage_name}",
             style="cyan",
         )
 

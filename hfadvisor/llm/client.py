@@ -1,14 +1,13 @@
 """One client for every text-generation endpoint: TGI's native API or OpenAI-style chat.
 
 Built on `huggingface_hub.AsyncInferenceClient`, which does not retry: this layer adds
-bounded concurrency, balancing over several endpoint URLs (least in-flight first, dead
+bounded concurrency that adapts to overload answers (`limit.py`), balancing over several endpoint URLs (least in-flight first, dead
 endpoints benched for a while), retries with exponential backoff and jitter that honour
 `Retry-After` (tenacity), a give-up limit, and the run's ledger.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import time
@@ -27,8 +26,10 @@ from tenacity.wait import wait_exponential_jitter
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, EndpointError, scrub
 from hfadvisor.llm.ledger import Ledger
+from hfadvisor.llm.limit import AdaptiveLimit
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+OVERLOAD_KINDS = {"http_429", "http_503", "generation"}  # answers that mean "ask me less at once"
 BENCH_SECONDS = 5.0  # how long an endpoint that refused connections is avoided
 
 
@@ -158,7 +159,7 @@ class LLMClient:
         self.chat_template = chat_template
         self.timeout = timeout
         self._token = token  # only to scrub it from error messages (servers and proxies may echo it)
-        self._sem = asyncio.Semaphore(concurrency)
+        self._limit = AdaptiveLimit(concurrency)
         self._endpoints = [
             _Endpoint(url, AsyncInferenceClient(base_url=self._base(url), token=token, timeout=timeout))
             for url in endpoints
@@ -278,7 +279,7 @@ class LLMClient:
         ep = self._pick()
         greedy = sampling.temperature == 0.0
         top_p = sampling.top_p if sampling.top_p is not None and sampling.top_p < 1.0 and not greedy else None
-        async with self._sem:
+        async with self._limit.slot() as epoch:
             ep.in_flight += 1
             _bump(ledgers, "attempts")
             t0 = time.monotonic()
@@ -288,10 +289,16 @@ class LLMClient:
                 else:
                     text, ptok, ctok, finish = await self._tgi(ep, prompt, sampling, stops, top_p, seed, greedy)
             except Exception as e:
-                raise self._classify(e, ep, ledgers) from None
+                err = self._classify(e, ep, ledgers)
+                if isinstance(err, TransientError) and err.kind in OVERLOAD_KINDS and self._limit.overloaded(epoch):
+                    _bump(ledgers, "throttled")
+                    _gauge(ledgers, self._limit.current)
+                raise err from None
             finally:
                 ep.in_flight -= 1
         latency = time.monotonic() - t0
+        self._limit.succeeded()
+        _gauge(ledgers, self._limit.current)
         for led in ledgers:
             led.record_success(stage, ep.name, latency, ptok, ctok)
         return Completion(text, ctok, ptok, finish, ep.name, latency, attempt)
@@ -391,6 +398,11 @@ class LLMClient:
 def _bump(ledgers: list[Ledger], field: str, amount: float = 1) -> None:
     for led in ledgers:
         setattr(led, field, getattr(led, field) + amount)
+
+
+def _gauge(ledgers: list[Ledger], limit: int) -> None:
+    for led in ledgers:
+        led.concurrency = limit
 
 
 def _error_detail(http: HfHubHTTPError) -> str:

@@ -28,6 +28,8 @@ class Ledger(BaseModel):
     latency_total: float = Field(0.0, description="seconds, successful calls")
     latency_max: float = 0.0
     backoff_total: float = Field(0.0, description="seconds slept between retries")
+    throttled: int = Field(0, description="times overload answers lowered the adaptive concurrency limit")
+    concurrency: int = Field(0, description="the adaptive concurrency limit after the last call (0: no call yet)")
     by_stage: dict[str, StageCounts] = Field(default_factory=dict)
     by_endpoint: dict[str, int] = Field(default_factory=dict)
 
@@ -57,7 +59,7 @@ class Ledger(BaseModel):
         for name in (
             "requests", "attempts", "retries", "failures", "rate_limited", "timeouts",
             "connection_errors", "malformed", "prompt_tokens", "completion_tokens",
-            "latency_total", "backoff_total",
+            "latency_total", "backoff_total", "throttled",
         ):  # fmt: skip
             setattr(out, name, getattr(self, name) - getattr(before, name))
         for stage, counts in out.by_stage.items():
@@ -74,10 +76,11 @@ class Ledger(BaseModel):
         for name in (
             "requests", "attempts", "retries", "failures", "rate_limited", "timeouts",
             "connection_errors", "malformed", "prompt_tokens", "completion_tokens",
-            "latency_total", "backoff_total",
+            "latency_total", "backoff_total", "throttled",
         ):  # fmt: skip
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.latency_max = max(self.latency_max, other.latency_max)
+        out.concurrency = other.concurrency or self.concurrency  # a gauge: the later reading
         for stage, counts in other.by_stage.items():
             st = out.by_stage.setdefault(stage, StageCounts())
             st.requests += counts.requests
