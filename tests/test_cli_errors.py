@@ -108,7 +108,7 @@ def test_help_shows_the_defaults(tmp_path):
     shown = cli("run", "--help", env={"COLUMNS": "250"}).stdout
     assert f"total generated rounds [default: {defaults.rounds}]" in shown
     assert f"generations per round [default: {defaults.batch_size}]" in shown
-    assert f"max requests in flight [default: {defaults.concurrency}]" in shown
+    assert f"while the endpoint answers overloaded [default: {defaults.concurrency}]" in shown
     assert f"attempts per call before giving up [default: {defaults.retry.max_attempts}]" in shown
     assert f"Hub tag prefix [default: {defaults.hub_tag_prefix}]" in shown
     assert "[default: main]" in cli("pull", "--help", env={"COLUMNS": "250"}).stdout
