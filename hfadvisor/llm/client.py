@@ -1,9 +1,10 @@
 """One client for every text-generation endpoint: TGI's native API or OpenAI-style chat.
 
 Built on `huggingface_hub.AsyncInferenceClient`, which does not retry: this layer adds
-bounded concurrency that adapts to overload answers (`limit.py`), balancing over several endpoint URLs (least in-flight first, dead
-endpoints benched for a while), retries with exponential backoff and jitter that honour
-`Retry-After` (tenacity), a give-up limit, and the run's ledger.
+bounded concurrency that adapts to overload answers (`limit.py`), balancing over several
+endpoint URLs (least in-flight first, dead endpoints benched for a while), retries with
+exponential backoff and jitter that honour `Retry-After` (tenacity), a give-up limit, and the
+run's ledger.
 """
 
 from __future__ import annotations
