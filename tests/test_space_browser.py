@@ -306,6 +306,13 @@ def test_public_space_never_lends_the_owner_token(runs, tmp_path):
     assert not re.search(r"Traceback", text)
 
 
+def wait_gone(path: Path, limit: float) -> None:
+    """Wait (at most `limit` seconds: a waiting limit, not a timing assertion) for `path` to go."""
+    deadline = time.monotonic() + limit
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_a_sessions_own_runs_are_removed_when_it_expires(tmp_path):
     """A public Space must not fill its disk: runs started in a session go when the session does.
 
@@ -329,9 +336,7 @@ def test_a_sessions_own_runs_are_removed_when_it_expires(tmp_path):
         (run_dir,) = scratch.glob("hfadvisor-session-*/runs/advisor-*")
         assert RunStore.open(run_dir, repair=False).rounds_done == 2
         client.close()  # the tab closes
-        deadline = time.monotonic() + 60  # a waiting limit, not a timing assertion
-        while run_dir.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_gone(run_dir, 60)
         assert not run_dir.exists() and not list(scratch.glob("hfadvisor-session-*"))
 
 
@@ -352,9 +357,7 @@ def test_closing_a_session_stops_its_run_and_then_removes_it(tmp_path):
         model.gate.set()
         assert live.thread is not None
         live.thread.join(60)
-        deadline = time.monotonic() + 30
-        while session.workdir.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_gone(session.workdir, 30)
     assert not live.running and not session.workdir.exists()
     events = [ev.kind for ev in live.follow(poll=0.01)]
     assert events[-1] == "failed" and "round_started" in events  # stopped before round 3, as asked

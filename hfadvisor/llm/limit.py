@@ -26,7 +26,6 @@ class AdaptiveLimit:
         self.ceiling = ceiling
         self.limit = float(ceiling)
         self.in_flight = 0
-        self.decreases = 0
         self._epoch = 0  # bumped by every decrease
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -49,7 +48,6 @@ class AdaptiveLimit:
         if epoch != self._epoch or self.limit <= 1:
             return False
         self._epoch += 1
-        self.decreases += 1
         self.limit = max(1.0, self.limit * DECREASE)
         return True
 

@@ -319,12 +319,12 @@ def round_markdown(view: RunView, r: int) -> str:
         f"| summary update | {md(rev.summary_source)} |",
         f"| model | {md(rev.model)} |",
         f"| requests / retries / failures | {rev.ledger.requests} / {rev.ledger.retries} / {rev.ledger.failures} |",
-        f"| seconds | {rev.timings.total:.1f} |",
     ]
     if rev.ledger.rate_limited:
-        lines.insert(
-            -1, f"| overload answers / times concurrency lowered | {rev.ledger.rate_limited} / {rev.ledger.throttled} |"
+        lines.append(
+            f"| overload answers / times concurrency lowered | {rev.ledger.rate_limited} / {rev.ledger.throttled} |"
         )
+    lines.append(f"| seconds | {rev.timings.total:.1f} |")
     labels = labels_for_round(view, r)
     if labels is not None:
         lines.append(f"| human labels | {len(labels)} |")
