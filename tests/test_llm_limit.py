@@ -67,7 +67,7 @@ def test_lowers_once_per_burst_never_below_one_and_creeps_back():
     assert limit.current == 16  # never above --concurrency
 
 
-def test_waiters_are_served_in_order_and_a_cancelled_one_gives_its_slot_back():
+def test_waiters_are_served_in_order_and_a_cancelled_waiter_is_skipped():
     async def go() -> list[int]:
         limit = AdaptiveLimit(2)
         limit.overloaded(0)  # one slot
@@ -90,6 +90,28 @@ def test_waiters_are_served_in_order_and_a_cancelled_one_gives_its_slot_back():
         return order
 
     assert asyncio.run(go()) == [0, 2, 3]
+
+
+def test_a_waiter_cancelled_right_after_its_turn_came_gives_the_slot_back():
+    async def go() -> list[str]:
+        limit = AdaptiveLimit(1)
+        got: list[str] = []
+
+        async def call(name: str) -> None:
+            async with limit.slot():
+                got.append(name)
+
+        holder = limit.slot()
+        await holder.__aenter__()
+        b, c = asyncio.create_task(call("b")), asyncio.create_task(call("c"))
+        await asyncio.sleep(0.01)
+        await holder.__aexit__(None, None, None)  # b's turn: the slot is now counted for b...
+        b.cancel()  # ...which is cancelled before it could run
+        await asyncio.wait_for(c, 5)  # without giving the slot back, c would wait forever
+        assert b.cancelled() and limit.in_flight == 0
+        return got
+
+    assert asyncio.run(go()) == ["c"]
 
 
 def test_a_run_against_an_overloaded_endpoint_completes_and_its_card_says_so(tmp_path):
