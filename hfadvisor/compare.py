@@ -16,52 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from hfadvisor.errors import ConfigError, MissingDependencyError
-from hfadvisor.metrics.coverage import clean_categories
+from hfadvisor.metrics.run import measure, shared_categories
 from hfadvisor.store import RunStore, atomic_write
 
 WIDTH, HEIGHT, DPI = 1000, 600, 100  # every plot is 1000×600 px
 TOP_CATEGORIES = 25
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-
-
-def shared_categories(stores: list[RunStore], categories_file: Path | None) -> tuple[list[str], str]:
-    from hfadvisor.presets import Preset
-
-    if categories_file is not None:
-        if not categories_file.is_file():
-            raise ConfigError(f"--categories {categories_file}: no such file")
-        lines = clean_categories(categories_file.read_text(encoding="utf-8").splitlines())
-        if not lines:
-            raise ConfigError(f"--categories {categories_file}: no category in it (one per line)")
-        return lines, f"the {len(lines)} categories of {categories_file.name}"
-    lines: list[str] = []
-    for store in stores:
-        lines += Preset.model_validate(store.info.preset).seed_summary
-        if store.info.mode == "advisor" and store.last is not None:
-            lines += store.last.summary_after
-            # every weakness targeted too: a small model's summary rewrite can drop or never add them
-            lines += [rev.weakness for rev in store.revisions() if rev.weakness]
-    cats = clean_categories(lines)
-    return cats, (
-        f"the union of the runs' seed summaries, final summaries and targeted weaknesses ({len(cats)} categories)"
-    )
-
-
-def measure(store: RunStore, embedder: Any, categories: list[str], upto: int | None = None) -> list[dict[str, Any]]:
-    """The metrics after every round (0..upto) of one run, against `categories` (cumulative, incremental)."""
-    import pyarrow.parquet as pq
-
-    from hfadvisor.metrics.state import MetricState
-
-    state = MetricState(embedder, categories)
-    series = []
-    for entry in store.index[: None if upto is None else upto + 1]:
-        if entry.shard:
-            state.add(pq.read_table(store.path / entry.shard, columns=["prompt"]).column("prompt").to_pylist())
-        series.append({"round": entry.round, **state.snapshot()})
-        if len(series) > 1:  # per-category counts are kept for the last round only (size: rounds × categories)
-            series[-2].pop("rows_per_category", None)
-    return series
 
 
 def _labels(stores: list[RunStore], given: list[str] | None) -> list[str]:
