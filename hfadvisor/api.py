@@ -111,7 +111,7 @@ def plan_run(
     # lengths lower than the paper's 512/256 (queries are one line anyway). Recorded in the config.
     embedded = {} if (flags.get("endpoints") or file_layer.get("endpoints")) else EMBEDDED_DEFAULTS
     config = _concretize(build_config(embedded, file_layer, flags, {"mode": mode}, source=str(config_file or "flags")))
-    preset = load_preset(config.preset, config.seed_summary, config.seed_pool)
+    preset = load_preset(config.preset, config.seed_summary, config.seed_pool, config.prompts)
     method = config.method_dict()
     preset_data = preset.model_dump(mode="json")
     info = RunInfo(

@@ -20,7 +20,7 @@ from hfadvisor.errors import ConfigError
 
 Mode = Literal["advisor", "baseline"]
 Api = Literal["tgi", "chat"]
-PromptStyle = Literal["completion", "instruct"]
+PromptStyle = Literal["completion", "instruct", "paper"]
 STAGES = ("weakness", "generate", "summarize", "selfinstruct")
 
 
@@ -75,7 +75,14 @@ class RunConfig(_Strict):
     summary_sees_examples: bool = Field(
         True, description="summary update sees the new examples (paper) or only the weakness (reference code)"
     )
-    prompt_style: PromptStyle | None = Field(None, description="default: completion for tgi, instruct for chat")
+    prompt_style: PromptStyle | None = Field(
+        None,
+        description="completion (few-shot), instruct, or paper (the reference code's raw-text prompts); "
+        "default: completion for tgi, instruct for chat",
+    )
+    prompts: str | None = Field(
+        None, description="YAML file of prompt templates (style -> stage -> Jinja text) laid over the preset's"
+    )
     sampling: StageSampling = StageSampling()
     validation: Validation = Validation()
     seed: int = Field(0, description="seeds exemplar sampling and per-call generation seeds")

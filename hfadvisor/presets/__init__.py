@@ -32,10 +32,11 @@ class SeedExample(BaseModel):
 
 
 class PromptSet(BaseModel):
-    """The four stage templates of one prompt style, with their stops and summary mode."""
+    """The four stage templates of one prompt style, with their stops, summary mode and delimiter."""
 
     model_config = ConfigDict(extra="forbid")
     summary_output: Literal["full", "append"]
+    delimiter: str = Field(DELIMITER, min_length=1, description="closes the summary in `full` mode")
     stop: dict[str, list[str]] = Field(default_factory=dict)
     weakness: str
     generate: str
@@ -68,18 +69,29 @@ class Preset(BaseModel):
         return self.prompts[style]
 
     def render(self, style: str, stage: str, **variables: Any) -> str:
-        template = _compiled(getattr(self.prompt_set(style), stage))
+        """Render one stage's prompt. `summary_text` and `examples_text` (plain newline-joined
+        lists) are there so a user can paste a reference prompt with one slot per list."""
+        ps = self.prompt_set(style)
+        template = _compiled(getattr(ps, stage))
+        summary = variables.get("summary") or []
+        examples = variables.get("examples") or []
         return template.render(
             noun=self.noun,
             noun_plural=self.noun_plural,
             sample=self.sample,
             sample_plural=self.sample_plural,
-            delimiter=DELIMITER,
+            delimiter=ps.delimiter,
+            summary_text="\n".join(summary),
+            examples_text="\n".join(ex["prompt"] for ex in examples),
             **variables,
         )
 
+    def delimiter(self, style: str) -> str:
+        return self.prompt_set(style).delimiter
+
     def stops(self, style: str, stage: str) -> list[str]:
-        return [s.replace("{delimiter}", DELIMITER) for s in self.prompt_set(style).stop.get(stage, [])]
+        ps = self.prompt_set(style)
+        return [s.replace("{delimiter}", ps.delimiter) for s in ps.stop.get(stage, [])]
 
     def refusal_regex(self) -> re.Pattern[str] | None:
         if not self.refusal_patterns:
@@ -112,8 +124,14 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def load_preset(name_or_path: str, seed_summary: str | None = None, seed_pool: str | None = None) -> Preset:
-    """Load a built-in preset by name or a preset YAML by path, then apply seed-file overrides."""
+def load_preset(
+    name_or_path: str, seed_summary: str | None = None, seed_pool: str | None = None, prompts_file: str | None = None
+) -> Preset:
+    """Load a built-in preset by name or a preset YAML by path, then apply seed-file overrides.
+
+    `prompts_file` is a YAML mapping `style -> {stage: template, ...}` laid over the preset's
+    prompts (e.g. the reference code's exact texts under `paper`), so prompts stay data.
+    """
     path = Path(name_or_path)
     if name_or_path in builtin_presets():
         text = resources.files(__name__).joinpath(f"{name_or_path}.yaml").read_text(encoding="utf-8")
@@ -129,7 +147,10 @@ def load_preset(name_or_path: str, seed_summary: str | None = None, seed_pool: s
     data = _read_yaml(text, where)
     defaults = _read_yaml(resources.files(__name__).joinpath("prompts.yaml").read_text(encoding="utf-8"), "prompts")
     prompts = data.get("prompts") or {}
-    data["prompts"] = {style: {**defaults[style], **prompts.get(style, {})} for style in defaults}
+    extra = _read_prompts_file(prompts_file, defaults) if prompts_file else {}
+    data["prompts"] = {
+        style: {**defaults[style], **prompts.get(style, {}), **extra.get(style, {})} for style in defaults
+    }
     try:
         preset = Preset.model_validate(data)
     except ValidationError as e:
@@ -147,6 +168,23 @@ def load_preset(name_or_path: str, seed_summary: str | None = None, seed_pool: s
     if seed_summary or seed_pool:
         preset = _apply_seed_files(preset, seed_summary, seed_pool)
     return preset
+
+
+def _read_prompts_file(path: str, defaults: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"prompts file {p} not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"prompts file {p} is not UTF-8 text") from None
+    data = _read_yaml(text, str(p))
+    for style, stages in data.items():
+        if style not in defaults:
+            raise ConfigError(f"{p}: unknown prompt style {style!r} (known: {', '.join(defaults)})")
+        if not isinstance(stages, dict):
+            raise ConfigError(f"{p}: {style}: expected a mapping of stage templates")
+    return data
 
 
 def _read_lines(path: str, what: str) -> list[str]:
