@@ -42,7 +42,7 @@ class Clock:
 def _instrument() -> dict[int, dict[str, float]]:
     """Time card rendering and the store commit per round, by wrapping them (measurement only)."""
     from hfadvisor import card
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
     per_round: dict[int, dict[str, float]] = {}
     render, commit = card.render, RunStore.commit_round
@@ -159,7 +159,7 @@ def job_prompts(a: dict[str, Any]) -> dict[str, Any]:
     """Write the prompts distilabel is given: the run's rows (answers) or Self-Instruct prompts (queries)."""
     from hfadvisor.presets import load_preset
     from hfadvisor.stages import selfinstruct
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
     store = RunStore.open(a["out"])
     prompts = store.table(columns=["prompt"]).column("prompt").to_pylist()[: a["n"]]
@@ -224,7 +224,7 @@ def job_overhead(a: dict[str, Any]) -> dict[str, Any]:
 def job_push(a: dict[str, Any]) -> dict[str, Any]:
     """Push every round of a finished run to the Hub at HF_ENDPOINT, one commit + tag per round (P3)."""
     from hfadvisor.hub.publish import HubPublisher, PushedRound
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
     store = RunStore.open(a["out"])
     pushed: dict[int, PushedRound] = {}

@@ -26,7 +26,7 @@ from hfadvisor.loop import Observer, Runner, now
 from hfadvisor.plugins import build_plugins
 from hfadvisor.presets import Preset, load_preset
 from hfadvisor.records import ROW_FEATURES, PoolEntry, Revision, RunInfo, Session
-from hfadvisor.store import RevisionIndex, RunStore, is_temp, record_session
+from hfadvisor.rundir.store import RevisionIndex, RunStore, is_temp, record_session
 
 EMBEDDED_DEFAULTS: dict[str, Any] = {
     "sampling": {"generate": {"max_new_tokens": 96}, "selfinstruct": {"max_new_tokens": 96}}

@@ -19,7 +19,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from hfadvisor.errors import ConfigError
 from hfadvisor.records import CardSection, Revision, RunInfo
-from hfadvisor.store import RevisionIndex
+from hfadvisor.records import RevisionIndex
 
 HISTORY_ROWS = 50
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!])")
@@ -63,15 +63,24 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def card_data(info: RunInfo, rows_total: int, rejects_total: int, responses: bool = False) -> DatasetCardData:
+def card_data(
+    info: RunInfo, rows_total: int, rejects_total: int, responses: bool = False, version: str = ""
+) -> DatasetCardData:
+    """The card's YAML. `version` names the revision the card describes (run, round, commit time):
+    `datasets` caches a local folder by its `configs` entries, not by the files their globs match
+    (datasets#2956), so without it `load_dataset(run_dir)` returned the rows of the first load
+    after a resume or after the run was replaced under the same name."""
     preset = info.preset
-    configs: list[dict[str, Any]] = [
-        {"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}], "default": True}
-    ]
+
+    def config(name: str, glob: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"config_name": name, "data_files": [{"split": "train", "path": glob}]}
+        return entry | ({"description": version} if version else {})
+
+    configs: list[dict[str, Any]] = [config("default", "data/*.parquet") | {"default": True}]
     if rejects_total:  # a config whose glob matches no file would make load_dataset fail
-        configs.append({"config_name": "rejects", "data_files": [{"split": "train", "path": "rejects/*.parquet"}]})
+        configs.append(config("rejects", "rejects/*.parquet"))
     if responses:  # answers of `hfadvisor respond`: id, round, response, model, ...
-        configs.append({"config_name": "responses", "data_files": [{"split": "train", "path": "responses/*.parquet"}]})
+        configs.append(config("responses", "responses/*.parquet"))
     return DatasetCardData(
         license=preset.get("license", "apache-2.0"),
         task_categories=preset.get("task_categories", ["text-generation"]),
@@ -153,7 +162,8 @@ def render(
     }
     path = template or default_template()
     try:
-        card = _from_template(card_data(info, rows_total, rejects_total, responses), path, **kwargs)
+        version = f"hfadvisor run {info.run_id} round {rev.round} ({rev.finished_at})"
+        card = _from_template(card_data(info, rows_total, rejects_total, responses, version), path, **kwargs)
     except jinja2.TemplateError as e:
         line = getattr(e, "lineno", None)
         raise ConfigError(f"card template {path}{f' line {line}' if line else ''}: {e.message or e}") from None

@@ -225,7 +225,7 @@ def log_cmd(
     path: Annotated[Path, typer.Argument(help="run directory")],
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per round")] = False,
 ) -> None:
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
     try:
         store = RunStore.open(path, repair=False)
@@ -260,7 +260,7 @@ def log_cmd(
         )
     console = Console()
     console.print(table)
-    from hfadvisor.store import sessions
+    from hfadvisor.rundir.store import sessions
 
     runs = sessions(store.path)
     if runs:

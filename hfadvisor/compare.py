@@ -17,7 +17,7 @@ from typing import Any
 
 from hfadvisor.errors import ConfigError, MissingDependencyError
 from hfadvisor.metrics.run import measure, shared_categories
-from hfadvisor.store import RunStore, atomic_write
+from hfadvisor.rundir.store import RunStore, atomic_write
 
 WIDTH, HEIGHT, DPI = 1000, 600, 100  # every plot is 1000×600 px
 TOP_CATEGORIES = 25

@@ -38,7 +38,7 @@ from hfadvisor.errors import ConfigError, HFAdvisorError, RunStateError, user_er
 from hfadvisor.llm import ChatTemplate, LLMClient, Message, load_chat_template
 from hfadvisor.loop import now
 from hfadvisor.records import arrow_schema
-from hfadvisor.store import atomic_write, parquet_bytes
+from hfadvisor.rundir.store import atomic_write, parquet_bytes
 
 CHUNK = 64
 PROMPT_COLUMNS = ("prompt", "question", "query", "text", "instruction")

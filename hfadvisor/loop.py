@@ -25,7 +25,7 @@ from hfadvisor.records import PoolEntry, Revision, Timings
 from hfadvisor.stages import generate, selfinstruct, summarize, weakness
 from hfadvisor.stages.text import normalize, strip_control
 from hfadvisor.stages.validate import Validator
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 WEAKNESS_ATTEMPTS = 3
 RAW_LIMIT = 4000
@@ -350,7 +350,7 @@ class Runner:
         )
 
     def _commit(self, rev: Revision, rows: list[dict[str, Any]], rejects: list[dict[str, Any]]) -> Revision:
-        from hfadvisor.store import RevisionIndex
+        from hfadvisor.records import RevisionIndex
 
         for plugin in self.plugins:
             plugin.before_commit(rev, rows, rejects)

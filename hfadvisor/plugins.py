@@ -16,7 +16,7 @@ from hfadvisor.errors import ConfigError
 if TYPE_CHECKING:
     from hfadvisor.config import RunConfig
     from hfadvisor.records import Revision, RunInfo
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
 
 class Plugin:

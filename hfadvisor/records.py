@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -107,6 +108,33 @@ class Revision(BaseModel):
     ledger: Ledger = Ledger()
     sections: list[CardSection] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class RevisionIndex:
+    """The light part of a revision kept in memory for every round (history, totals)."""
+
+    round: int
+    rows: int
+    rejects: int
+    weakness: str | None
+    summary_source: str
+    summary_lines: int
+    shard: str | None
+    rejects_shard: str | None
+
+    @classmethod
+    def of(cls, rev: Revision) -> RevisionIndex:
+        return cls(
+            rev.round,
+            rev.rows,
+            rev.rejects,
+            rev.weakness,
+            rev.summary_source,
+            len(rev.summary_after),
+            rev.shard,
+            rev.rejects_shard,
+        )
 
 
 class Session(BaseModel):

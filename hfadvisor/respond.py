@@ -34,7 +34,7 @@ from hfadvisor.errors import ConfigError, RunStateError, user_errors_first
 from hfadvisor.llm import Ledger, LLMClient, load_chat_template
 from hfadvisor.loop import call_seed, now
 from hfadvisor.records import arrow_schema
-from hfadvisor.store import RunStore, atomic_write, parquet_bytes, round_name, sha256
+from hfadvisor.rundir.store import RunStore, atomic_write, parquet_bytes, round_name, sha256
 
 RESPONSES_DIR = "responses"
 RESPONSE_FEATURES = Features(

@@ -18,7 +18,7 @@ from hfadvisor.evaluate import PromptItem, evaluate
 from hfadvisor.metrics.embed import shared_embedder
 from hfadvisor.metrics.state import MetricState
 from hfadvisor.serve.backend import GenerationRequest
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 VOCAB = [
     "acid",

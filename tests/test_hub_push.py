@@ -28,7 +28,7 @@ from hfadvisor.cli import app
 from hfadvisor.hub import HubError
 from hfadvisor.hub.publish import parse_trailers
 from hfadvisor.serve.backend import GenerationRequest
-from hfadvisor.store import RunStore, round_name, sha256
+from hfadvisor.rundir.store import RunStore, round_name, sha256
 
 REPO = "hf-tester/advisor-run"
 BATCH = 4

@@ -13,7 +13,7 @@ import pytest
 from helpers import cli
 
 import hfadvisor
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 TRIALS = 6
 

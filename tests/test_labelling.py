@@ -21,7 +21,7 @@ from hfadvisor.labelling.client import Connection, LabellingError, resolve
 from hfadvisor.labelling.pull import latest, pull
 from hfadvisor.labelling.push import parse_rounds, push
 from hfadvisor.serve.backend import GenerationRequest
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 if TYPE_CHECKING:
     from fixtures_argilla import ArgillaServer

@@ -14,7 +14,7 @@ from helpers import free_port
 import hfadvisor
 from hfadvisor.errors import ConfigError, EndpointError
 from hfadvisor.serve.backend import GenerationRequest
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 
 class Script:
@@ -342,7 +342,7 @@ def test_failing_generations_end_in_one_line_not_a_traceback(tmp_path, scripted_
 def test_each_session_records_what_it_spent_including_a_failed_round(tmp_path, scripted_tgi, script):
     from helpers import cli
 
-    from hfadvisor.store import sessions
+    from hfadvisor.rundir.store import sessions
 
     out = tmp_path / "run"
     hfadvisor.run(out, endpoints=[scripted_tgi.url], rounds=2, batch_size=3, metrics=False)

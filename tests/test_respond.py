@@ -16,7 +16,7 @@ from hfadvisor.errors import ConfigError, EndpointError, RunStateError
 from hfadvisor.export import export, split_of
 from hfadvisor.respond import committed, respond_run, responses_table
 from hfadvisor.serve.backend import GenerationRequest
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 TEMPLATE = "{% for m in messages %}<<{{ m.role }}>> {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<<assistant>>{% endif %}"
 

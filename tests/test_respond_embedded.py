@@ -10,7 +10,7 @@ from fixtures_tgi import ScriptedBackend, running_tgi
 import hfadvisor
 from hfadvisor.evaluate import PromptItem, evaluate
 from hfadvisor.respond import read_config, respond_run
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 pytestmark = pytest.mark.slow
 

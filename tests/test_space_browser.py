@@ -21,7 +21,7 @@ from test_space_support import BROWSER_ARGS, CHROMIUM, SCRIPT_PROMPT, ScriptedMo
 
 from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.space import data
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "space"
 SESSION_TOKEN = "hf_sessionSECRET_7f3a9c2e1b"

@@ -12,7 +12,7 @@ from test_space_support import SCRIPT_PROMPT, shared_runs
 
 from hfadvisor.space import data, plots
 from hfadvisor.space.data import SpaceError
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_comparison_uses_one_shared_category_list(runs):
 def test_labels_shown_are_the_latest_pull_per_round(runs, tmp_path):
     """Every pull is a complete snapshot: the Space counts the newest intact one, never their sum."""
     from hfadvisor.labelling import pull as labels_pull
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
     run = tmp_path / "run"
     shutil.copytree(runs["advisor"], run)

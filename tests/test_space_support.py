@@ -21,7 +21,7 @@ from fixtures_tgi import ScriptedBackend, running_tgi
 
 import hfadvisor
 from hfadvisor.serve.backend import GenerationRequest
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 WEAKNESSES = [
     "Financial fraud schemes",

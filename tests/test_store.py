@@ -14,7 +14,7 @@ from hfadvisor.api import _seed_round, plan_run
 from hfadvisor.errors import RunStateError
 from hfadvisor.llm import Ledger
 from hfadvisor.records import Revision
-from hfadvisor.store import RevisionIndex, RunStore
+from hfadvisor.rundir.store import RevisionIndex, RunStore
 
 
 def _make_run(path, rounds: int, rows_per_round: int = 3) -> RunStore:

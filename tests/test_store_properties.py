@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hfadvisor.api import _seed_round, plan_run
 from hfadvisor.records import Revision
-from hfadvisor.store import REJECT_SCHEMA, ROW_SCHEMA, RunStore, atomic_write, parquet_bytes, round_name
+from hfadvisor.rundir.store import REJECT_SCHEMA, ROW_SCHEMA, RunStore, atomic_write, parquet_bytes, round_name
 
 CRASH_POINTS = ["none", "after_data", "after_rejects", "after_card", "temp_revision", "torn_revision"]
 

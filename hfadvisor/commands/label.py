@@ -64,7 +64,7 @@ def push_cmd(
 ) -> None:
     from hfadvisor.labelling.client import resolve
     from hfadvisor.labelling.push import parse_rounds, push
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
     try:
         if rounds and all_rounds:

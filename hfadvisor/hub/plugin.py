@@ -18,7 +18,7 @@ from hfadvisor.hub.errors import HubError
 from hfadvisor.hub.publish import HubPublisher, PushedRound
 from hfadvisor.plugins import Plugin
 from hfadvisor.records import Revision, RunInfo
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 # Mid-run, the next round is another chance: give up sooner than `hfadvisor push` does (1 + 2 s of backoff).
 MID_RUN_ATTEMPTS = 3

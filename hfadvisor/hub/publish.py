@@ -37,7 +37,7 @@ from hfadvisor.errors import ConfigError, HFAdvisorError
 from hfadvisor.hub.errors import HubError, describe, is_transient
 from hfadvisor.llm import Ledger
 from hfadvisor.records import Revision
-from hfadvisor.store import RunStore, round_name, sha256
+from hfadvisor.rundir.store import RunStore, round_name, sha256
 
 TAG_DIGITS = 4
 RESPONSES_DIR = "responses"  # hfadvisor.respond's folder (not imported here: it pulls in the LLM client)

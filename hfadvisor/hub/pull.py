@@ -16,7 +16,7 @@ from huggingface_hub import constants, get_token, snapshot_download
 
 from hfadvisor.errors import RunStateError
 from hfadvisor.hub.errors import HubError, describe
-from hfadvisor.store import RunStore, atomic_write
+from hfadvisor.rundir.store import RunStore, atomic_write
 
 # Everything a run directory holds, except its README.md: the Hub's README is the card
 # rendered for the Hub; the local one is the last round's card, restored from cards/.

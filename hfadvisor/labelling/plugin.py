@@ -29,7 +29,7 @@ from hfadvisor.records import CardSection
 if TYPE_CHECKING:
     from hfadvisor.config import RunConfig
     from hfadvisor.records import Revision
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
 log = logging.getLogger("hfadvisor.labelling")
 

@@ -32,12 +32,12 @@ from hfadvisor.labelling.client import Connection, LabellingError
 from hfadvisor.labelling.push import default_dataset
 from hfadvisor.llm import Ledger
 from hfadvisor.records import CardSection, arrow_schema
-from hfadvisor.store import atomic_write, parquet_bytes, sha256
+from hfadvisor.rundir.store import atomic_write, parquet_bytes, sha256
 
 if TYPE_CHECKING:
     import argilla as rg
 
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
 LABELS_DIR = "labels"
 PULL_RE = re.compile(r"^pull-(\d{5,})\.json$")
@@ -247,7 +247,7 @@ def pull(
     card_template: Path | None = None,
 ) -> PullResult:
     """Fetch submitted responses, store them as the run's next labels version, refresh the card."""
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
     store = run if isinstance(run, RunStore) else RunStore.open(run, repair=False)
     name = dataset or default_dataset(store)

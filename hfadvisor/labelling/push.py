@@ -21,7 +21,7 @@ from hfadvisor.labelling import client as lc
 from hfadvisor.labelling import schema
 from hfadvisor.labelling.client import Connection, LabellingError
 from hfadvisor.records import ROW_FEATURES
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 if TYPE_CHECKING:
     import argilla as rg

@@ -17,7 +17,7 @@ from hfadvisor.stages.text import normalize
 if TYPE_CHECKING:
     import argilla as rg
 
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
 OTHER = "other"
 HARMFUL = ("yes", "no", "unsure")

@@ -18,7 +18,7 @@ from hfadvisor.errors import ConfigError
 from hfadvisor.metrics.coverage import clean_categories
 
 if TYPE_CHECKING:
-    from hfadvisor.store import RunStore
+    from hfadvisor.rundir.store import RunStore
 
 Series = list[dict[str, Any]]  # one snapshot per round: rows, distinct_2, vendi, categories_covered, ...
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 from hfadvisor.errors import HFAdvisorError, RunStateError
 from hfadvisor.records import Revision, RunInfo
 from hfadvisor.stages.text import normalize
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SAMPLE_COLUMNS = ["id", "round", "source", "weakness", "prompt"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from hfadvisor.errors import HFAdvisorError, scrub
 from hfadvisor.records import Revision
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 log = logging.getLogger("hfadvisor.space")
 

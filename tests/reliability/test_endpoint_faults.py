@@ -20,7 +20,7 @@ from hfadvisor.errors import EndpointError
 from hfadvisor.llm import Ledger
 from hfadvisor.loop import RAW_LIMIT
 from hfadvisor.serve.backend import Generation, GenerationRequest
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 GROUP = "Endpoint faults"
 pytestmark = pytest.mark.reliability

@@ -18,7 +18,7 @@ from hfadvisor.loop import RAW_LIMIT
 from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.space import data
 from hfadvisor.stages.text import _CONTROL
-from hfadvisor.store import RunStore
+from hfadvisor.rundir.store import RunStore
 
 GROUP = "Hostile model output"
 pytestmark = pytest.mark.reliability

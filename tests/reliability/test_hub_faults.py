@@ -19,7 +19,7 @@ from huggingface_hub import HfApi
 
 import hfadvisor
 from hfadvisor.hub.publish import HubPublisher, parse_trailers
-from hfadvisor.store import RunStore, round_name, sha256
+from hfadvisor.rundir.store import RunStore, round_name, sha256
 
 GROUP = "Hub faults"
 pytestmark = pytest.mark.reliability

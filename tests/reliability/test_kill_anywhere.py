@@ -35,7 +35,7 @@ import pytest
 from helpers import cli
 
 from hfadvisor.hub.publish import parse_trailers
-from hfadvisor.store import RunStore, round_name, sha256
+from hfadvisor.rundir.store import RunStore, round_name, sha256
 
 GROUP = "Kill anywhere (SIGKILL + resume, Hub push)"
 pytestmark = pytest.mark.reliability

@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from hfadvisor.api import _seed_round, plan_run
 from hfadvisor.hub.publish import parse_trailers, trailers
-from hfadvisor.store import ROW_SCHEMA, RunStore, atomic_write, parquet_bytes, round_name, sha256
+from hfadvisor.rundir.store import ROW_SCHEMA, RunStore, atomic_write, parquet_bytes, round_name, sha256
 
 GROUP = "Manifest/resume properties"
 pytestmark = pytest.mark.reliability

@@ -15,7 +15,7 @@ import pytest
 from helpers import cli
 
 import hfadvisor
-from hfadvisor.store import RunStore, round_name
+from hfadvisor.rundir.store import RunStore, round_name
 
 GROUP = "Kill anywhere (SIGKILL + resume, Hub push)"
 pytestmark = pytest.mark.reliability

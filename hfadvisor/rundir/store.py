@@ -1,34 +1,18 @@
-"""The run directory is a dataset, written append-only, one revision per round.
-
-Layout::
-
-    run.json                   written once: run id, method config + hash, resolved preset
-    data/round-00007.parquet   the round's accepted rows (the dataset)
-    rejects/round-00007.parquet  the round's rejected generations, with reasons
-    cards/round-00007.md       the dataset card as of round 7
-    revisions/round-00007.json the manifest entry; its presence makes round 7 complete
-    README.md                  the current card (a copy of the latest round's)
-    sessions/session-00002.json  what each invocation spent and how it ended (failed rounds included)
+"""The run directory is a dataset, written append-only, one revision per round (layout: `paths`).
 
 A round is committed by writing its shards and card first, then its revision record
-(temp file + fsync + rename). A crash at any point leaves either a complete round or
-files with no revision, which the next open removes. Shards are verified against the
-sha256 in their revision when a run is opened, so a torn or edited file is detected.
+(`files.commit`). A crash at any point leaves either a complete round or files with no
+revision, which the next open removes. Shards are verified against the sha256 in their
+revision when a run is opened, so a torn or edited file is detected.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
-import os
-import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,90 +27,17 @@ from hfadvisor.records import (
     ROW_FEATURES,
     PoolEntry,
     Revision,
+    RevisionIndex,
     RunInfo,
     Session,
     arrow_schema,
 )
+from hfadvisor.rundir import paths
+from hfadvisor.rundir.files import atomic_write, commit, is_temp, parquet_bytes, sha256
+from hfadvisor.rundir.paths import ROUND_RE, SESSION_RE, round_name
 
-ROUND_RE = re.compile(r"^round-(\d{5,})\.(json|parquet|md)$")
-SESSIONS_DIR = "sessions"
-SESSION_RE = re.compile(r"^session-(\d{5,})\.json$")
-_TEMP_RE = re.compile(r"^\..+\.tmp\d+$")
 ROW_SCHEMA = arrow_schema(ROW_FEATURES)
 REJECT_SCHEMA = arrow_schema(REJECT_FEATURES)
-# fsync releases the GIL and the disk batches concurrent flushes: a round's shards and card
-# are written side by side (3 writes took 19-30 ms one after another, 1.4-6 ms together).
-_WRITERS = ThreadPoolExecutor(max_workers=3, thread_name_prefix="hfadvisor-store")
-
-
-def round_name(r: int) -> str:
-    return f"round-{r:05d}"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write-then-rename with fsync: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def is_temp(path: Path) -> bool:
-    """A temp file `atomic_write` leaves when killed mid-write (`.NAME.tmpPID`): never user data."""
-    return _TEMP_RE.match(path.name) is not None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def parquet_bytes(rows: list[dict[str, Any]], schema: pa.Schema) -> bytes:
-    table = pa.Table.from_pylist(rows, schema=schema)
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
-
-
-@dataclass
-class RevisionIndex:
-    """The light part of a revision kept in memory for every round (history, totals)."""
-
-    round: int
-    rows: int
-    rejects: int
-    weakness: str | None
-    summary_source: str
-    summary_lines: int
-    shard: str | None
-    rejects_shard: str | None
-
-    @classmethod
-    def of(cls, rev: Revision) -> RevisionIndex:
-        return cls(
-            rev.round,
-            rev.rows,
-            rev.rejects,
-            rev.weakness,
-            rev.summary_source,
-            len(rev.summary_after),
-            rev.shard,
-            rev.rejects_shard,
-        )
 
 
 class RunStore:
@@ -141,7 +52,7 @@ class RunStore:
     # ------------------------------------------------------------------ open / create
     @staticmethod
     def exists(path: str | Path) -> bool:
-        return (Path(path) / "run.json").is_file()
+        return (Path(path) / paths.RUN_JSON).is_file()
 
     @classmethod
     def create(cls, path: str | Path, info: RunInfo) -> RunStore:
@@ -151,7 +62,7 @@ class RunStore:
         p.mkdir(parents=True, exist_ok=True)
         for f in filter(is_temp, p.iterdir()):  # an earlier start killed while writing run.json
             f.unlink(missing_ok=True)
-        atomic_write(p / "run.json", (info.model_dump_json(indent=2) + "\n").encode())
+        atomic_write(p / paths.RUN_JSON, (info.model_dump_json(indent=2) + "\n").encode())
         return cls(p, info, [], None)
 
     @classmethod
@@ -163,7 +74,7 @@ class RunStore:
         that a revision vouches for).
         """
         p = Path(path)
-        info_path = p / "run.json"
+        info_path = p / paths.RUN_JSON
         if not info_path.is_file():
             raise RunStateError(f"{p} is not an hfadvisor run directory (no run.json)")
         try:
@@ -183,7 +94,7 @@ class RunStore:
 
         revisions: list[Revision] = []
         bad: str | None = None
-        for r, rev_path in enumerate(_sorted_round_files(p / "revisions", ".json")):
+        for r, rev_path in enumerate(_sorted_round_files(p / paths.REVISIONS, ".json")):
             if rev_path.name != f"{round_name(r)}.json":
                 bad = f"revision {rev_path.name} out of sequence (expected {round_name(r)})"
                 break
@@ -215,7 +126,7 @@ class RunStore:
         return len(self.index)
 
     def revision(self, r: int) -> Revision:
-        return Revision.model_validate_json((self.path / "revisions" / f"{round_name(r)}.json").read_bytes())
+        return Revision.model_validate_json((self.path / paths.revision(r)).read_bytes())
 
     def revisions(self) -> Iterator[Revision]:
         for r in range(self.rounds_done):
@@ -260,18 +171,17 @@ class RunStore:
         if r != self.rounds_done:
             raise RunStateError(f"round {r} cannot follow round {self.rounds_done - 1}")
         t0 = time.monotonic()
-        name = round_name(r)
         data = parquet_bytes(rows, ROW_SCHEMA) if rows else None
         rej = parquet_bytes(rejects, REJECT_SCHEMA) if rejects else None
         rev = rev.model_copy(
             update={
-                "shard": f"data/{name}.parquet" if data else None,
+                "shard": paths.data_shard(r) if data else None,
                 "rows": len(rows),
                 "sha256": sha256(data) if data else None,
-                "rejects_shard": f"rejects/{name}.parquet" if rej else None,
+                "rejects_shard": paths.rejects_shard(r) if rej else None,
                 "rejects": len(rejects),
                 "rejects_sha256": sha256(rej) if rej else None,
-                "card": f"cards/{name}.md",
+                "card": paths.card(r),
             }
         )
         writes = [(rev.card, card.encode())]
@@ -279,10 +189,13 @@ class RunStore:
             writes.append((rev.shard, data))
         if rej and rev.rejects_shard:
             writes.append((rev.rejects_shard, rej))
-        _write_all(self.path, writes)
-        rev.timings.write = round(time.monotonic() - t0, 4)
-        atomic_write(self.path / "revisions" / f"{name}.json", rev.model_dump_json(indent=1).encode())
-        atomic_write(self.path / "README.md", card.encode())
+
+        def record() -> bytes:
+            rev.timings.write = round(time.monotonic() - t0, 4)
+            return rev.model_dump_json(indent=1).encode()
+
+        commit(self.path, writes, paths.revision(r), record)
+        atomic_write(self.path / paths.README, card.encode())
         self.index.append(RevisionIndex.of(rev))
         self.last = rev
         return rev
@@ -290,16 +203,16 @@ class RunStore:
 
 def record_session(root: Path, session: Session) -> Path:
     """Write a session record next to the rounds (never part of any round; not pushed)."""
-    d = root / SESSIONS_DIR
+    d = root / paths.SESSIONS
     d.mkdir(exist_ok=True)
     n = 1 + max((int(m.group(1)) for f in d.iterdir() if (m := SESSION_RE.match(f.name))), default=0)
-    path = d / f"session-{n:05d}.json"
+    path = root / paths.session(n)
     atomic_write(path, (session.model_dump_json(indent=1) + "\n").encode())
     return path
 
 
 def sessions(root: Path) -> list[Session]:
-    d = root / SESSIONS_DIR
+    d = root / paths.SESSIONS
     if not d.is_dir():
         return []
     out = []
@@ -314,7 +227,7 @@ def _refresh_readme(root: Path, revisions: list[Revision]) -> None:
     """README.md is copied from the last round's card after its revision record: a kill in
     between leaves it missing or equal to the previous round's card. Bring it up to date
     (a README that differs from both, e.g. with label statistics added, is left alone)."""
-    readme, last = root / "README.md", root / revisions[-1].card
+    readme, last = root / paths.README, root / revisions[-1].card
     if not last.is_file():
         return
     if readme.is_file():
@@ -325,14 +238,6 @@ def _refresh_readme(root: Path, revisions: list[Revision]) -> None:
         if not previous.is_file() or current != previous.read_bytes() or current == last.read_bytes():
             return
     atomic_write(readme, last.read_bytes())
-
-
-def _write_all(root: Path, files: list[tuple[str, bytes]]) -> None:
-    """`atomic_write` every file, concurrently; returns once all are durable (or raises the first error)."""
-    futures = [_WRITERS.submit(atomic_write, root / rel, data) for rel, data in files]
-    wait(futures)
-    for f in futures:
-        f.result()
 
 
 def _sorted_round_files(directory: Path, suffix: str) -> list[Path]:
@@ -357,7 +262,7 @@ def _verify(root: Path, rev: Revision) -> str | None:
 def _remove_after(root: Path, complete: int, *, quarantine: bool) -> None:
     """Remove (or quarantine) files of rounds >= complete, and temp files of interrupted writes."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for sub, suffix in (("revisions", ".json"), ("data", ".parquet"), ("rejects", ".parquet"), ("cards", ".md")):
+    for sub, suffix in paths.ROUND_DIRS:
         d = root / sub
         if not d.is_dir():
             continue
@@ -369,7 +274,7 @@ def _remove_after(root: Path, complete: int, *, quarantine: bool) -> None:
             if not m or f.suffix != suffix or int(m.group(1)) < complete:
                 continue
             if quarantine:
-                dest = root / ".corrupt" / stamp / sub
+                dest = root / paths.CORRUPT / stamp / sub
                 dest.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(f), dest / f.name)
             else:
