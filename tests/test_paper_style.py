@@ -127,5 +127,5 @@ def test_bad_prompts_file_is_one_line_config_error(tmp_path, content, message):
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_preset("safety", prompts_file=str(path))
-    with pytest.raises(ConfigError, match="prompts file .* not found"):
+    with pytest.raises(ConfigError, match=r"prompts file .* not found"):
         load_preset("safety", prompts_file=str(tmp_path / "missing.yaml"))
