@@ -1,9 +1,9 @@
 """Push time and bytes per round, against the Hub-compatible test server on 127.0.0.1.
 
-    python benchmarks/hub_push.py [--rounds 20] [--batch-size 12]
+    python -m benchmarks.hub_push [--rounds 20] [--batch-size 12]   # from the repository root
 
 Makes one run with the scripted TGI server (answers by call seed; metrics off), then
-`push_run` to a fresh repo of `tests/hub_server.py` through the unmodified huggingface_hub
+`push_run` to a fresh repo of `tests/servers/hub.py` through the unmodified huggingface_hub
 client, and prints per round: rows, file bytes in the commit, bytes on the wire (every
 request of the round: validate-yaml, preupload, LFS batch + upload, commit, tag), the LFS
 part, and seconds (commit + tag). Also times the same run with `--push-to-hub` against
@@ -16,13 +16,9 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
 def main() -> None:
@@ -31,7 +27,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=12)
     args = ap.parse_args()
 
-    from hub_server import HubServer
+    from tests.servers.hub import HubServer
 
     hub = HubServer().start()
     home = Path(tempfile.mkdtemp(prefix="hfadvisor-hub-bench-"))
@@ -43,10 +39,9 @@ def main() -> None:
         NO_PROXY="127.0.0.1,localhost",
         HF_HUB_DISABLE_TELEMETRY="1",
     )
-    from fixtures_tgi import ScriptedBackend, running_tgi
-
     import hfadvisor
     from hfadvisor.hub import PushedRound, push_run
+    from tests.servers.tgi import ScriptedBackend, running_tgi
 
     def respond(req) -> str:
         seed = req.seed or 0

@@ -15,10 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 
 class Clock:
     """Observer that timestamps rounds (implements hfadvisor.loop.Observer)."""
@@ -158,8 +154,8 @@ def job_respond(a: dict[str, Any]) -> dict[str, Any]:
 def job_prompts(a: dict[str, Any]) -> dict[str, Any]:
     """Write the prompts distilabel is given: the run's rows (answers) or Self-Instruct prompts (queries)."""
     from hfadvisor.presets import load_preset
-    from hfadvisor.stages import selfinstruct
     from hfadvisor.rundir.store import RunStore
+    from hfadvisor.stages import selfinstruct
 
     store = RunStore.open(a["out"])
     prompts = store.table(columns=["prompt"]).column("prompt").to_pylist()[: a["n"]]

@@ -231,9 +231,8 @@ def p2(t: Table, s: Sizes, work: Path, distilabel: bool) -> None:
 
 
 def hub_env(work: Path) -> tuple[Any, dict[str, str]]:
-    """The test suite's Hub-compatible server (tests/hub_server.py) in a thread, and env for the unmodified client."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from hub_server import HubServer  # type: ignore[import-not-found]
+    """The test suite's Hub-compatible server (tests/servers/hub.py) in a thread, and env for the unmodified client."""
+    from tests.servers.hub import HubServer
 
     server = HubServer().start()
     env = {

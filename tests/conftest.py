@@ -1,3 +1,3 @@
-"""Shared pytest configuration."""
+"""Shared pytest configuration: the test servers are pytest plugins from tests/servers/."""
 
-pytest_plugins = ["fixtures_argilla", "fixtures_hub", "fixtures_tgi"]
+pytest_plugins = ["tests.servers.argilla_fixtures", "tests.servers.hub_fixtures", "tests.servers.tgi"]

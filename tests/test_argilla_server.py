@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import argilla as rg
 
 if TYPE_CHECKING:
-    from fixtures_argilla import ArgillaServer
+    from tests.servers.argilla_fixtures import ArgillaServer
 
 N_RECORDS = 20
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import cli, free_port
+
+from tests.helpers import cli, free_port
 
 
 def _one_error_line(proc) -> str:

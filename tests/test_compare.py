@@ -8,8 +8,6 @@ import random
 import struct
 
 import pytest
-from fixtures_tgi import ScriptedBackend, running_tgi
-from helpers import cli
 
 import hfadvisor
 from hfadvisor.compare import HEIGHT, WIDTH, compare
@@ -17,8 +15,10 @@ from hfadvisor.errors import ConfigError
 from hfadvisor.evaluate import PromptItem, evaluate
 from hfadvisor.metrics.embed import shared_embedder
 from hfadvisor.metrics.state import MetricState
-from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.rundir.store import RunStore
+from hfadvisor.serve.backend import GenerationRequest
+from tests.helpers import cli
+from tests.servers.tgi import ScriptedBackend, running_tgi
 
 VOCAB = [
     "acid",

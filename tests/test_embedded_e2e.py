@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datasets
 import pytest
-from helpers import cli
 
 import hfadvisor
+from tests.helpers import cli
 
 
 @pytest.mark.slow
@@ -43,7 +43,8 @@ def test_hfadvisor_serve_then_run_over_the_chat_api(tmp_path):
     import time
 
     import httpx2
-    from helpers import free_port
+
+    from tests.helpers import free_port
 
     port = free_port()
     server = subprocess.Popen(

@@ -7,13 +7,13 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from fixtures_tgi import ScriptedBackend, running_tgi
-from helpers import cli, tree
 
 from hfadvisor.config import RetryPolicy
 from hfadvisor.errors import ConfigError, EndpointError, RunStateError
 from hfadvisor.evaluate import evaluate, load_prompts, parse_verdict
 from hfadvisor.serve.backend import GenerationRequest
+from tests.helpers import cli, tree
+from tests.servers.tgi import ScriptedBackend, running_tgi
 
 JUDGE_TEMPLATE = (
     "[GUARD]{% for m in messages %}{{ 'User' if m.role == 'user' else 'Agent' }}: {{ m.content }}\n{% endfor %}[/GUARD]"

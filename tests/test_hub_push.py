@@ -17,8 +17,6 @@ from pathlib import Path
 
 import datasets
 import pytest
-from helpers import cli, free_port, tree
-from hub_server import DEFAULT_TOKEN, READ_TOKEN, HubServer
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub import constants as hf_constants
 from typer.testing import CliRunner
@@ -27,8 +25,10 @@ import hfadvisor
 from hfadvisor.cli import app
 from hfadvisor.hub import HubError
 from hfadvisor.hub.publish import parse_trailers
-from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.rundir.store import RunStore, round_name, sha256
+from hfadvisor.serve.backend import GenerationRequest
+from tests.helpers import cli, free_port, tree
+from tests.servers.hub import DEFAULT_TOKEN, READ_TOKEN, HubServer
 
 REPO = "hf-tester/advisor-run"
 BATCH = 4
@@ -569,9 +569,8 @@ def test_pull_with_an_explicit_token_instead_of_the_login(tmp_path, tgi, hub_ser
 
 def test_responses_follow_their_rounds_in_one_untagged_commit(tmp_path, tgi, hub_server):
     """`respond` then `push`: answers reach the Hub (and come back with `pull`); tags still mean rounds 0..r."""
-    from fixtures_tgi import ScriptedBackend, running_tgi
-
     from hfadvisor.respond import respond_run
+    from tests.servers.tgi import ScriptedBackend, running_tgi
 
     out = tmp_path / "run"
     make_run(out, tgi, 2, push_to_hub=REPO)

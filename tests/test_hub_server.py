@@ -14,7 +14,6 @@ import httpx2
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hub_server import HubServer
 from huggingface_hub import (
     CommitOperationAdd,
     CommitOperationDelete,
@@ -24,6 +23,8 @@ from huggingface_hub import (
     snapshot_download,
 )
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+from tests.servers.hub import HubServer
 
 REPO = "hf-tester/rounds"
 

@@ -10,10 +10,10 @@ import sys
 import time
 
 import pytest
-from helpers import cli
 
 import hfadvisor
 from hfadvisor.rundir.store import RunStore
+from tests.helpers import cli
 
 TRIALS = 6
 

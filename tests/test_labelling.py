@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import argilla as rg
 import pytest
-from helpers import cli, free_port, tree
 
 import hfadvisor
 from hfadvisor.errors import RunStateError
 from hfadvisor.labelling.client import Connection, LabellingError, resolve
 from hfadvisor.labelling.pull import latest, pull
 from hfadvisor.labelling.push import parse_rounds, push
-from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.rundir.store import RunStore
+from hfadvisor.serve.backend import GenerationRequest
+from tests.helpers import cli, free_port, tree
 
 if TYPE_CHECKING:
-    from fixtures_argilla import ArgillaServer
+    from tests.servers.argilla_fixtures import ArgillaServer
 
 WS = "argilla"
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import math
 
-from fixtures_tgi import ScriptedBackend, running_tgi
-
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.llm.client import LLMClient
 from hfadvisor.llm.ledger import Ledger
 from hfadvisor.llm.limit import DECREASE, AdaptiveLimit
+from tests.servers.tgi import ScriptedBackend, running_tgi
 
 FAST_RETRY = RetryPolicy(initial_backoff=0.02, max_backoff=0.1, max_attempts=100, give_up_after=120)
 
@@ -115,9 +114,8 @@ def test_a_waiter_cancelled_right_after_its_turn_came_gives_the_slot_back():
 
 
 def test_a_run_against_an_overloaded_endpoint_completes_and_its_card_says_so(tmp_path):
-    from test_loop import Script
-
     import hfadvisor
+    from tests.test_loop import Script
 
     backend = ScriptedBackend(Script())
     backend.delay = 0.05

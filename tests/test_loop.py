@@ -8,13 +8,13 @@ import re
 import time
 
 import pytest
-from fixtures_tgi import Fault, ScriptedBackend
-from helpers import free_port
 
 import hfadvisor
 from hfadvisor.errors import ConfigError, EndpointError
-from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.rundir.store import RunStore
+from hfadvisor.serve.backend import GenerationRequest
+from tests.helpers import free_port
+from tests.servers.tgi import Fault, ScriptedBackend
 
 
 class Script:
@@ -208,7 +208,7 @@ def test_chat_api_uses_instruct_prompts_and_full_summary(tmp_path, scripted_tgi,
 
 
 def test_several_endpoints_are_balanced_and_a_dead_one_is_survived(tmp_path, scripted_tgi, script):
-    from fixtures_tgi import running_tgi
+    from tests.servers.tgi import running_tgi
 
     other_script = Script()
     other_script.n = 1000  # distinct answers, so they are not rejected as duplicates
@@ -308,7 +308,7 @@ def test_pipelined_baseline_is_deterministic_and_lags_the_pool(tmp_path, scripte
 
 def test_failing_generations_end_in_one_line_not_a_traceback(tmp_path, scripted_tgi, script):
     """An endpoint that gives up inside the concurrent batch is reported like any other endpoint error."""
-    from helpers import cli
+    from tests.helpers import cli
 
     def respond(req: GenerationRequest) -> str:
         if script.stage_of(req.prompt) == "generate":
@@ -340,9 +340,8 @@ def test_failing_generations_end_in_one_line_not_a_traceback(tmp_path, scripted_
 
 
 def test_each_session_records_what_it_spent_including_a_failed_round(tmp_path, scripted_tgi, script):
-    from helpers import cli
-
     from hfadvisor.rundir.store import sessions
+    from tests.helpers import cli
 
     out = tmp_path / "run"
     hfadvisor.run(out, endpoints=[scripted_tgi.url], rounds=2, batch_size=3, metrics=False)

@@ -7,16 +7,16 @@ import json
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from fixtures_tgi import ScriptedBackend, running_tgi
-from helpers import cli, tree
 
 import hfadvisor
 from hfadvisor.config import RetryPolicy
 from hfadvisor.errors import ConfigError, EndpointError, RunStateError
 from hfadvisor.export import export, split_of
 from hfadvisor.respond import committed, respond_run, responses_table
-from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.rundir.store import RunStore
+from hfadvisor.serve.backend import GenerationRequest
+from tests.helpers import cli, tree
+from tests.servers.tgi import ScriptedBackend, running_tgi
 
 TEMPLATE = "{% for m in messages %}<<{{ m.role }}>> {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<<assistant>>{% endif %}"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fixtures_tgi import ScriptedBackend, running_tgi
 
 import hfadvisor
 from hfadvisor.evaluate import PromptItem, evaluate
 from hfadvisor.respond import read_config, respond_run
 from hfadvisor.rundir.store import RunStore
+from tests.servers.tgi import ScriptedBackend, running_tgi
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from fixtures_tgi import Fault
-from helpers import cli, tree
 
 import hfadvisor
+from tests.helpers import cli, tree
+from tests.servers.tgi import Fault
 
 TOKEN = "hf_TESTsecretTOKEN0123456789abcdefXYZ"
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from fixtures_tgi import Fault, ScriptedBackend, TGIServer, running_tgi
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import (
     GenerationError,
@@ -29,6 +28,7 @@ from hfadvisor.errors import EndpointError
 from hfadvisor.serve import embedded
 from hfadvisor.serve.backend import GenerationRequestError
 from hfadvisor.serve.process import embedded_endpoint
+from tests.servers.tgi import Fault, ScriptedBackend, TGIServer, running_tgi
 
 pytestmark = pytest.mark.timeout(120)
 

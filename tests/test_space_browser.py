@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures_tgi import ScriptedBackend, running_tgi
 from playwright.sync_api import expect, sync_playwright
-from test_space_support import BROWSER_ARGS, CHROMIUM, SCRIPT_PROMPT, ScriptedModel, shared_runs, space_process
 
+from hfadvisor.rundir.store import RunStore
 from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.space import data
-from hfadvisor.rundir.store import RunStore
+from tests.servers.tgi import ScriptedBackend, running_tgi
+from tests.test_space_support import BROWSER_ARGS, CHROMIUM, SCRIPT_PROMPT, ScriptedModel, shared_runs, space_process
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "space"
 SESSION_TOKEN = "hf_sessionSECRET_7f3a9c2e1b"

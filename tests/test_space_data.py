@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_space_support import SCRIPT_PROMPT, shared_runs
 
+from hfadvisor.rundir.store import RunStore
 from hfadvisor.space import data, plots
 from hfadvisor.space.data import SpaceError
-from hfadvisor.rundir.store import RunStore
+from tests.test_space_support import SCRIPT_PROMPT, shared_runs
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_bad_sources_fail_with_one_readable_line(runs, tmp_path):
 def test_space_command_rejects_bad_input_with_one_line_and_exit_2(runs, tmp_path):
     import socket
 
-    from helpers import cli
+    from tests.helpers import cli
 
     bad = cli("space", "no such/run here")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fixtures_tgi import ScriptedBackend, running_tgi
+import pytest
 from gradio_client import Client
-from test_space_support import ScriptedModel, space_process
+from gradio_client.exceptions import AppError
 
 from hfadvisor.space import data
+from tests.servers.tgi import ScriptedBackend, running_tgi
+from tests.test_space_support import ScriptedModel, space_process
 
 
 def test_push_a_started_run_with_the_session_token_then_open_it_from_the_hub(hub_server, tmp_path):
@@ -27,11 +29,10 @@ def test_push_a_started_run_with_the_session_token_then_open_it_from_the_hub(hub
         client = Client(url, verbose=False)
         status, *_ = client.predict("advisor", tgi.url, "tgi", 2, 3, "", api_name="/start_run")
         assert 'data-phase="finished"' in status
-        try:
+        writes = len(hub_server.requests)
+        with pytest.raises(AppError, match=r"^type a Hugging Face token with write access to push$"):
             client.predict(repo, False, "", api_name="/push_run")
-            raise AssertionError("pushing without a token must fail")
-        except Exception as e:
-            assert "token" in str(e)
+        assert [r for r in hub_server.requests[writes:] if r.method != "GET"] == []  # nothing sent to the Hub
         said = client.predict(repo, False, token, api_name="/push_run")
         assert said == f"pushed 3 round(s) to {repo} (private); latest tag round-0002"
 
@@ -40,11 +41,9 @@ def test_push_a_started_run_with_the_session_token_then_open_it_from_the_hub(hub
         assert len(set(remote.tags.values())) == 3  # one commit per round, each tagged
         timeline = client.predict(repo, "round-0001", token, api_name="/timeline")
         assert [t["round"] for t in timeline] == [0, 1]
-        try:
+        hint = "check the name, or type a token that can read it if it is private"
+        with pytest.raises(AppError, match=rf"^Hub dataset repo {repo} not found: {hint}$"):
             client.predict(repo, "", "", api_name="/timeline")
-            raise AssertionError("a private repo must not open without a token")
-        except Exception as e:
-            assert "not found" in str(e) and token not in str(e)
 
     (run_dir,) = (tmp_path / "runs").iterdir()
     local = data.open_local(run_dir)

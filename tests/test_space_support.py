@@ -17,11 +17,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from fixtures_tgi import ScriptedBackend, running_tgi
-
 import hfadvisor
-from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.rundir.store import RunStore
+from hfadvisor.serve.backend import GenerationRequest
+from tests.servers.tgi import ScriptedBackend, running_tgi
 
 WEAKNESSES = [
     "Financial fraud schemes",

@@ -16,19 +16,19 @@ def preset():
 
 
 def test_generate_parse_keeps_first_line_and_strips_quotes_and_labels():
-    assert generate.parse('  "How do I pick a lock?"\nSecond line') == "How do I pick a lock?"
-    assert generate.parse("\n\nRequest: 'Tell me how to X'") == "Tell me how to X"
-    assert generate.parse("1. What is the best way to Y?") == "What is the best way to Y?"
-    assert generate.parse("“Smart quotes around this”") == "Smart quotes around this"
-    assert generate.parse("ctrl\x00chars\x1b here") == "ctrlchars here"
+    assert generate.parse('  "How do I pick a lock?"\nSecond line').value == "How do I pick a lock?"
+    assert generate.parse("\n\nRequest: 'Tell me how to X'").value == "Tell me how to X"
+    assert generate.parse("1. What is the best way to Y?").value == "What is the best way to Y?"
+    assert generate.parse("“Smart quotes around this”").value == "Smart quotes around this"
+    assert generate.parse("ctrl\x00chars\x1b here").value == "ctrlchars here"
 
 
 def test_weakness_parse(preset):
-    assert weakness.parse(" Economic harm.\nMore text", preset) == "Economic harm"
-    assert weakness.parse("- Missing: Child exploitation", preset) == "Child exploitation"
-    assert weakness.parse("Harm category: Adult content", preset) == "Adult content"
-    assert weakness.parse("", preset) == ""
-    assert len(weakness.parse("word " * 40, preset).split()) == weakness.MAX_WORDS
+    assert weakness.parse(" Economic harm.\nMore text", preset).value == "Economic harm"
+    assert weakness.parse("- Missing: Child exploitation", preset).value == "Child exploitation"
+    assert weakness.parse("Harm category: Adult content", preset).value == "Adult content"
+    assert weakness.parse("", preset).reason == "empty"
+    assert len(weakness.parse("word " * 40, preset).value.split()) == weakness.MAX_WORDS
 
 
 def test_validator_reasons(preset):

@@ -6,7 +6,6 @@ import os
 
 import datasets
 import pytest
-from helpers import tree
 
 import hfadvisor
 from hfadvisor import card
@@ -15,6 +14,7 @@ from hfadvisor.errors import RunStateError
 from hfadvisor.llm import Ledger
 from hfadvisor.records import Revision
 from hfadvisor.rundir.store import RevisionIndex, RunStore
+from tests.helpers import tree
 
 
 def _make_run(path, rounds: int, rows_per_round: int = 3) -> RunStore:

@@ -41,7 +41,12 @@ PULL_RE = re.compile(r"^pull-(\d{5,})\.json$")
 TEMP_RE = re.compile(r"^\..+\.tmp\d+$")
 
 # The per-round folders and the suffix of their files (a round's files, for repair and cleanup).
-ROUND_DIRS: tuple[tuple[str, str], ...] = ((REVISIONS, ".json"), (DATA, ".parquet"), (REJECTS, ".parquet"), (CARDS, ".md"))
+ROUND_DIRS: tuple[tuple[str, str], ...] = (
+    (REVISIONS, ".json"),
+    (DATA, ".parquet"),
+    (REJECTS, ".parquet"),
+    (CARDS, ".md"),
+)
 
 # The README's `configs` globs (`datasets.load_dataset(DIR_OR_REPO, config)`).
 DATA_GLOB = f"{DATA}/*.parquet"

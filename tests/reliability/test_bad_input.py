@@ -14,11 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import tree
 from typer.testing import CliRunner
 
 import hfadvisor
 from hfadvisor.cli import app
+from tests.helpers import tree
 
 GROUP = "Bad input"
 pytestmark = pytest.mark.reliability

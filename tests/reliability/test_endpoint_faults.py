@@ -12,15 +12,15 @@ import itertools
 import time
 
 import pytest
-from fixtures_tgi import Fault, ScriptedBackend, running_tgi
-from helpers import free_port
 
 import hfadvisor
 from hfadvisor.errors import EndpointError
 from hfadvisor.llm import Ledger
 from hfadvisor.loop import RAW_LIMIT
-from hfadvisor.serve.backend import Generation, GenerationRequest
 from hfadvisor.rundir.store import RunStore
+from hfadvisor.serve.backend import Generation, GenerationRequest
+from tests.helpers import free_port
+from tests.servers.tgi import Fault, ScriptedBackend, running_tgi
 
 GROUP = "Endpoint faults"
 pytestmark = pytest.mark.reliability

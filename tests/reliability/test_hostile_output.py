@@ -15,10 +15,10 @@ import pytest
 
 import hfadvisor
 from hfadvisor.loop import RAW_LIMIT
+from hfadvisor.rundir.store import RunStore
 from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.space import data
 from hfadvisor.stages.text import _CONTROL
-from hfadvisor.rundir.store import RunStore
 
 GROUP = "Hostile model output"
 pytestmark = pytest.mark.reliability

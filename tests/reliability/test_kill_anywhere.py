@@ -32,10 +32,10 @@ from pathlib import Path
 
 import datasets
 import pytest
-from helpers import cli
 
 from hfadvisor.hub.publish import parse_trailers
 from hfadvisor.rundir.store import RunStore, round_name, sha256
+from tests.helpers import cli
 
 GROUP = "Kill anywhere (SIGKILL + resume, Hub push)"
 pytestmark = pytest.mark.reliability

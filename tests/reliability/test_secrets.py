@@ -16,10 +16,10 @@ import uuid
 
 import argilla as rg
 import pytest
-from fixtures_tgi import Fault
-from helpers import cli, tree
 
 from hfadvisor.space import data
+from tests.helpers import cli, tree
+from tests.servers.tgi import Fault
 
 GROUP = "Secrets"
 pytestmark = pytest.mark.reliability

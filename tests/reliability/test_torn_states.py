@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import cli
 
 import hfadvisor
 from hfadvisor.rundir.store import RunStore, round_name
+from tests.helpers import cli
 
 GROUP = "Kill anywhere (SIGKILL + resume, Hub push)"
 pytestmark = pytest.mark.reliability

@@ -2,7 +2,7 @@
 
 The server runs from its own venv (built by ``.ci/argilla-setup.sh``; it pins old pydantic/fastapi),
 with its own ``redis-server`` and a fresh SQLite database in a temp ``ARGILLA_HOME_PATH``. Search is
-served by the SQLite-backed engine in ``tests/argilla_server/launcher.py``; an rq worker runs the
+served by the SQLite-backed engine in ``tests/servers/argilla_launcher/launcher.py``; an rq worker runs the
 background jobs. Clients talk to it over HTTP only, e.g. with the unmodified argilla SDK.
 
 Fixtures: ``argilla_server`` (session) and ``argilla_client`` (function, an owner ``argilla.Argilla``).
@@ -29,10 +29,10 @@ import requests
 if TYPE_CHECKING:
     import argilla
 
-TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
+SERVERS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = SERVERS_DIR.parent.parent
 SETUP_SCRIPT = REPO_ROOT / ".ci" / "argilla-setup.sh"
-LAUNCHER = TESTS_DIR / "argilla_server" / "launcher.py"
+LAUNCHER = SERVERS_DIR / "argilla_launcher" / "launcher.py"
 
 WORKSPACE = "argilla"
 OWNER_USERNAME = "argilla"

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hub_server import HubServer
+
+from tests.servers.hub import HubServer
 
 
 def point_clients_at(server: HubServer, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
