@@ -4,11 +4,14 @@ Built on `huggingface_hub.AsyncInferenceClient`, which does not retry: this laye
 bounded concurrency that adapts to overload answers (`limit.py`), balancing over several
 endpoint URLs (least in-flight first, dead endpoints benched for a while), retries with
 exponential backoff and jitter that honour `Retry-After` (tenacity), a give-up limit, and the
-run's ledger.
+run's ledger, and structured answers: a call may carry its stage's JSON schema (TGI's
+`grammar`, chat `response_format`); whether an endpoint honours it is learnt from the first
+such call per endpoint and stage and remembered, and a refused call is re-sent as text.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import time
@@ -30,6 +33,8 @@ from hfadvisor.llm.ledger import Ledger
 from hfadvisor.llm.limit import AdaptiveLimit
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+SCHEMA_REFUSAL_STATUS = {400, 422}  # a call carrying a schema answered this: re-sent without it
+STRUCTURED_MODES = ("auto", "on", "off")
 OVERLOAD_KINDS = {"http_429", "http_503", "generation"}  # answers that mean "ask me less at once"
 BENCH_SECONDS = 5.0  # how long an endpoint that refused connections is avoided
 
@@ -43,6 +48,7 @@ class Completion:
     endpoint: str
     latency: float
     attempts: int
+    structured: bool = False  # the answer was constrained by the schema the caller passed (JSON text)
 
 
 class TransientError(Exception):
@@ -100,6 +106,8 @@ class _Endpoint:
         self.client = client
         self.in_flight = 0
         self.benched_until = 0.0
+        self.support: dict[str, bool] = {}  # stage → does this endpoint honour the stage's schema
+        self.probes: dict[str, asyncio.Lock] = {}  # one call per stage finds out; the others wait for it
 
 
 class ChatTemplate:
@@ -150,6 +158,8 @@ class LLMClient:
         retry: RetryPolicy | None = None,
         ledger: Ledger | None = None,
         chat_template: ChatTemplate | None = None,
+        structured: str = "auto",
+        response_format: str = "openai",
     ) -> None:
         if not endpoints:
             raise ConfigError("no endpoint given: pass --endpoint URL (or omit it to use the embedded model)")
@@ -159,6 +169,12 @@ class LLMClient:
         self.ledger = ledger or Ledger()
         self.chat_template = chat_template
         self.timeout = timeout
+        if structured not in STRUCTURED_MODES:
+            raise ConfigError(f"structured must be one of {', '.join(STRUCTURED_MODES)}, not {structured!r}")
+        self.structured = structured
+        # chat dialect for schemas: "tgi" = {"type": "json", "value": schema} (TGI's Messages API),
+        # "openai" = {"type": "json_schema", "json_schema": {...}} (vLLM, llama.cpp, OpenAI)
+        self.response_format = response_format
         self._token = token  # only to scrub it from error messages (servers and proxies may echo it)
         self._limit = AdaptiveLimit(concurrency)
         self._endpoints = [
@@ -176,6 +192,19 @@ class LLMClient:
     @property
     def endpoint_names(self) -> list[str]:
         return [e.name for e in self._endpoints]
+
+    @property
+    def endpoint_urls(self) -> list[str]:
+        """The URLs as given (may carry credentials: never log them; use `endpoint_names`)."""
+        return [e.url for e in self._endpoints]
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    def structured_support(self) -> dict[str, dict[str, bool]]:
+        """endpoint name → stage → whether it honoured the stage's JSON schema (stages tried so far)."""
+        return {e.name: dict(e.support) for e in self._endpoints}
 
     async def __aenter__(self) -> LLMClient:
         return self
@@ -230,8 +259,13 @@ class LLMClient:
         seed: int | None = None,
         stop: list[str] | None = None,
         ledger: Ledger | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> Completion:
         """One generation, retried on transient failures; raises EndpointError when giving up.
+
+        `schema` (the stage's JSON schema) is sent as TGI's `grammar` or the chat API's
+        `response_format` unless `structured` is off or the endpoint was found not to honour it;
+        `Completion.structured` says whether the answer is schema-constrained JSON.
 
         `prompt` is one user turn, or a list of chat messages (sent as they are to a chat API,
         rendered with the chat template for TGI's generate API). Everything is counted in the client's ledger and, if given, also in `ledger` (e.g. the
@@ -252,7 +286,7 @@ class LLMClient:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    return await self._attempt(prompt, sampling, stops, stage, seed, attempts, ledgers)
+                    return await self._attempt(prompt, sampling, stops, stage, seed, attempts, ledgers, schema)
         except TransientError as e:
             _bump(ledgers, "failures")
             elapsed = time.monotonic() - started
@@ -276,19 +310,56 @@ class LLMClient:
         seed: int | None,
         attempt: int,
         ledgers: list[Ledger],
+        schema: dict[str, Any] | None = None,
     ) -> Completion:
         ep = self._pick()
+        probe: asyncio.Lock | None = None
+        if schema is not None and self.structured != "off" and stage not in ep.support:
+            # Support is unknown: one call per endpoint and stage finds out, the others wait for it,
+            # so a server without grammar support sees exactly one refused call per stage.
+            probe = ep.probes.setdefault(stage, asyncio.Lock())
+            await probe.acquire()
+            if stage in ep.support:
+                probe.release()
+                probe = None
+        try:
+            send = schema if schema is not None and self.structured != "off" and ep.support.get(stage, True) else None
+            return await self._send(ep, prompt, sampling, stops, stage, seed, attempt, ledgers, send)
+        finally:
+            if probe is not None:
+                probe.release()
+
+    async def _send(
+        self,
+        ep: _Endpoint,
+        prompt: str | list[Message],
+        sampling: Sampling,
+        stops: list[str],
+        stage: str,
+        seed: int | None,
+        attempt: int,
+        ledgers: list[Ledger],
+        schema: dict[str, Any] | None,
+    ) -> Completion:
         greedy = sampling.temperature == 0.0
         top_p = sampling.top_p if sampling.top_p is not None and sampling.top_p < 1.0 and not greedy else None
         async with self._limit.slot() as epoch:
             ep.in_flight += 1
-            _bump(ledgers, "attempts")
             t0 = time.monotonic()
             try:
-                if self.api == "chat":
-                    text, ptok, ctok, finish = await self._chat(ep, prompt, sampling, stops, top_p, seed, greedy)
-                else:
-                    text, ptok, ctok, finish = await self._tgi(ep, prompt, sampling, stops, top_p, seed, greedy)
+                while True:
+                    _bump(ledgers, "attempts")
+                    try:
+                        if self.api == "chat":
+                            answer = await self._chat(ep, prompt, sampling, stops, top_p, seed, greedy, schema)
+                        else:
+                            answer = await self._tgi(ep, prompt, sampling, stops, top_p, seed, greedy, schema)
+                        break
+                    except Exception as e:
+                        if schema is None or _status(e) not in SCHEMA_REFUSAL_STATUS:
+                            raise
+                        self._refused(ep, stage, e, ledgers)
+                        schema = None  # the call that found out is re-sent on the text path: not a failure
             except Exception as e:
                 err = self._classify(e, ep, ledgers)
                 if isinstance(err, TransientError) and err.kind in OVERLOAD_KINDS and self._limit.overloaded(epoch):
@@ -297,16 +368,49 @@ class LLMClient:
                 raise err from None
             finally:
                 ep.in_flight -= 1
+        text, ptok, ctok, finish = answer
+        structured = schema is not None and self._honoured(ep, stage, text, finish, ledgers)
         latency = time.monotonic() - t0
         self._limit.succeeded()
         _gauge(ledgers, self._limit.current)
         for led in ledgers:
-            led.record_success(stage, ep.name, latency, ptok, ctok)
-        return Completion(text, ctok, ptok, finish, ep.name, latency, attempt)
+            led.record_success(stage, ep.name, latency, ptok, ctok, structured)
+        return Completion(text, ctok, ptok, finish, ep.name, latency, attempt, structured)
+
+    def _refused(self, ep: _Endpoint, stage: str, exc: Exception, ledgers: list[Ledger]) -> None:
+        """The endpoint refused a call for its schema: remember it (or stop, with structured on)."""
+        if self.structured == "on":
+            http = exc if isinstance(exc, HfHubHTTPError) else exc.__cause__
+            detail = scrub(_error_detail(http), self._token) if isinstance(http, HfHubHTTPError) else ""
+            raise EndpointError(
+                f"endpoint {ep.name} refused structured output for the {stage} stage (HTTP {_status(exc)}{detail}): "
+                "use --structured auto (text path where refused) or off"
+            )
+        ep.support[stage] = False
+        _bump(ledgers, "structured_refused")
+
+    def _honoured(self, ep: _Endpoint, stage: str, text: str, finish: str | None, ledgers: list[Ledger]) -> bool:
+        """A schema-constrained answer is JSON; text means the server ignored the schema.
+
+        An answer cut off by the token limit says nothing either way (its JSON is just unfinished).
+        """
+        if finish == "length":
+            return True
+        if looks_json(text):
+            ep.support[stage] = True
+            return True
+        if self.structured == "on":
+            raise EndpointError(
+                f"endpoint {ep.name} ignored the JSON schema of the {stage} stage (it answered text): "
+                "use --structured auto (text path where not honoured) or off"
+            )
+        ep.support[stage] = False
+        _bump(ledgers, "structured_ignored")
+        return False
 
     async def _tgi(
         self, ep: _Endpoint, prompt: str | list[Message], s: Sampling, stops: list[str], top_p: float | None,
-        seed: int | None, greedy: bool,
+        seed: int | None, greedy: bool, schema: dict[str, Any] | None = None,
     ) -> tuple[str, int, int, str | None]:  # fmt: skip
         if self.chat_template is not None:
             prompt = self.chat_template.render(prompt)
@@ -323,6 +427,7 @@ class LLMClient:
             seed=seed,
             stop=stops or None,
             details=True,
+            grammar={"type": "json", "value": schema} if schema is not None else None,  # type: ignore[arg-type]
         )
         details = getattr(out, "details", None)
         text = getattr(out, "generated_text", None)
@@ -334,7 +439,7 @@ class LLMClient:
 
     async def _chat(
         self, ep: _Endpoint, prompt: str | list[Message], s: Sampling, stops: list[str], top_p: float | None,
-        seed: int | None, greedy: bool,
+        seed: int | None, greedy: bool, schema: dict[str, Any] | None = None,
     ) -> tuple[str, int, int, str | None]:  # fmt: skip
         out = await ep.client.chat_completion(
             messages=as_messages(prompt),
@@ -344,6 +449,7 @@ class LLMClient:
             top_p=top_p,
             seed=seed,
             stop=stops or None,
+            response_format=self._response_format(schema),  # type: ignore[arg-type]
         )
         if not out.choices:
             raise ValueError("answer has no choices")
@@ -354,6 +460,14 @@ class LLMClient:
         ptok = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
         ctok = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
         return _strip_stops(text, stops), ptok, ctok, out.choices[0].finish_reason
+
+    def _response_format(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The chat API's schema field in the endpoint's dialect (the hub client sends dicts as they are)."""
+        if schema is None:
+            return None
+        if self.response_format == "tgi":  # released TGI wants `value`, not OpenAI's `json_schema` nesting
+            return {"type": "json", "value": schema}
+        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
 
     def _classify(self, exc: Exception, ep: _Endpoint, ledgers: list[Ledger]) -> Exception:
         """Turn a client exception into TransientError (retry) or EndpointError (stop now)."""
@@ -394,6 +508,27 @@ class LLMClient:
         return EndpointError(
             f"unexpected error from {ep.name}: {type(exc).__name__}: {scrub(str(exc), self._token)[:200]}"
         )
+
+
+def _status(exc: Exception) -> int | None:
+    """The HTTP status behind a client exception (the hub client wraps TGI's errors)."""
+    http = exc if isinstance(exc, HfHubHTTPError) else exc.__cause__
+    if isinstance(http, HfHubHTTPError) and http.response is not None:
+        return int(http.response.status_code)
+    return None
+
+
+def looks_json(text: str) -> bool:
+    """Is the answer a JSON value (whitespace or one code fence around it tolerated)?"""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+        body = body.rsplit("```", 1)[0].strip()
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return body[:1] in ("{", "[")
 
 
 def _bump(ledgers: list[Ledger], field: str, amount: float = 1) -> None:

@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 class StageCounts(BaseModel):
     requests: int = 0
     completion_tokens: int = 0
+    structured: int = Field(0, description="answers constrained by the stage's JSON schema (grammar/response_format)")
+    text: int = Field(0, description="answers on the text path (no schema sent, refused, or ignored by the server)")
 
 
 class Ledger(BaseModel):
@@ -30,6 +32,8 @@ class Ledger(BaseModel):
     backoff_total: float = Field(0.0, description="seconds slept between retries")
     throttled: int = Field(0, description="times overload answers lowered the adaptive concurrency limit")
     concurrency: int = Field(0, description="the adaptive concurrency limit after the last call (0: no call yet)")
+    structured_refused: int = Field(0, description="calls refused for carrying a JSON schema (then re-sent as text)")
+    structured_ignored: int = Field(0, description="answers that were not JSON although a schema was sent")
     by_stage: dict[str, StageCounts] = Field(default_factory=dict)
     by_endpoint: dict[str, int] = Field(default_factory=dict)
 
@@ -38,7 +42,13 @@ class Ledger(BaseModel):
         return self.latency_total / self.requests if self.requests else 0.0
 
     def record_success(
-        self, stage: str, endpoint: str, latency: float, prompt_tokens: int, completion_tokens: int
+        self,
+        stage: str,
+        endpoint: str,
+        latency: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+        structured: bool = False,
     ) -> None:
         self.requests += 1
         self.prompt_tokens += prompt_tokens
@@ -48,6 +58,10 @@ class Ledger(BaseModel):
         st = self.by_stage.setdefault(stage, StageCounts())
         st.requests += 1
         st.completion_tokens += completion_tokens
+        if structured:
+            st.structured += 1
+        else:
+            st.text += 1
         self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
 
     def snapshot(self) -> Ledger:
@@ -59,13 +73,15 @@ class Ledger(BaseModel):
         for name in (
             "requests", "attempts", "retries", "failures", "rate_limited", "timeouts",
             "connection_errors", "malformed", "prompt_tokens", "completion_tokens",
-            "latency_total", "backoff_total", "throttled",
+            "latency_total", "backoff_total", "throttled", "structured_refused", "structured_ignored",
         ):  # fmt: skip
             setattr(out, name, getattr(self, name) - getattr(before, name))
         for stage, counts in out.by_stage.items():
             prev = before.by_stage.get(stage, StageCounts())
             counts.requests -= prev.requests
             counts.completion_tokens -= prev.completion_tokens
+            counts.structured -= prev.structured
+            counts.text -= prev.text
         out.by_stage = {k: v for k, v in out.by_stage.items() if v.requests}
         out.by_endpoint = {k: v - before.by_endpoint.get(k, 0) for k, v in out.by_endpoint.items()}
         out.by_endpoint = {k: v for k, v in out.by_endpoint.items() if v}
@@ -76,7 +92,7 @@ class Ledger(BaseModel):
         for name in (
             "requests", "attempts", "retries", "failures", "rate_limited", "timeouts",
             "connection_errors", "malformed", "prompt_tokens", "completion_tokens",
-            "latency_total", "backoff_total", "throttled",
+            "latency_total", "backoff_total", "throttled", "structured_refused", "structured_ignored",
         ):  # fmt: skip
             setattr(out, name, getattr(self, name) + getattr(other, name))
         out.latency_max = max(self.latency_max, other.latency_max)
@@ -85,6 +101,14 @@ class Ledger(BaseModel):
             st = out.by_stage.setdefault(stage, StageCounts())
             st.requests += counts.requests
             st.completion_tokens += counts.completion_tokens
+            st.structured += counts.structured
+            st.text += counts.text
         for k, v in other.by_endpoint.items():
             out.by_endpoint[k] = out.by_endpoint.get(k, 0) + v
         return out
+
+    def answer_paths(self) -> str:
+        """Which path each stage's answers took, for cards and logs: `generate: structured 12, text 0`."""
+        return "; ".join(
+            f"{stage}: structured {c.structured}, text {c.text}" for stage, c in self.by_stage.items() if c.requests
+        )
