@@ -31,10 +31,10 @@ class _Strict(BaseModel):
 class Sampling(_Strict):
     """Sampling parameters sent with every call of one stage."""
 
-    temperature: float = Field(0.9, ge=0.0, le=5.0)
-    top_p: float | None = Field(0.95, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(32, ge=1, le=32768)
-    stop: list[str] = Field(default_factory=list)
+    temperature: float = Field(0.9, ge=0.0, le=5.0, description="0 = greedy")
+    top_p: float | None = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling (null in YAML: off)")
+    max_new_tokens: int = Field(32, ge=1, le=32768, description="tokens per answer at most")
+    stop: list[str] = Field(default_factory=list, description="stop sequences (repeat the flag for several)")
 
 
 class StageSampling(_Strict):
@@ -49,28 +49,34 @@ class StageSampling(_Strict):
 class Validation(_Strict):
     """How generated queries are cleaned and which ones are rejected."""
 
-    min_chars: int = Field(20, ge=0)
-    max_chars: int = Field(1000, ge=1)
-    reject_refusals: bool = True
-    reject_near_duplicates: bool = True
+    min_chars: int = Field(20, ge=0, description="shorter queries are rejected")
+    max_chars: int = Field(1000, ge=1, description="longer queries are rejected")
+    reject_refusals: bool = Field(
+        True, description="reject a generated query that is a refusal (the preset's refusal pattern)"
+    )
+    reject_near_duplicates: bool = Field(
+        True, description="reject a query equal to a kept one up to case, punctuation and spacing"
+    )
 
 
 class RetryPolicy(_Strict):
     """Retries for transient endpoint failures (429, 503, timeouts, connection errors)."""
 
-    max_attempts: int = Field(8, ge=1, le=100)
-    initial_backoff: float = Field(0.5, ge=0.0)
-    max_backoff: float = Field(30.0, ge=0.0)
+    max_attempts: int = Field(8, ge=1, le=100, description="attempts per call before giving up")
+    initial_backoff: float = Field(
+        0.5, ge=0.0, description="seconds of the first backoff (grows exponentially, with jitter)"
+    )
+    max_backoff: float = Field(30.0, ge=0.0, description="longest wait between two attempts, in seconds")
     give_up_after: float = Field(600.0, gt=0.0, description="seconds spent retrying one call before giving up")
 
 
 class RunConfig(_Strict):
     # --- method (hashed) ---
-    mode: Mode = "advisor"
+    mode: Mode = Field("advisor", description="set by the command: `hfadvisor run` (advisor) or `baseline`")
     preset: str = Field("safety", description="built-in preset name or path to a preset YAML file")
     seed_summary: str | None = Field(None, description="file with one summary line per line (overrides preset)")
     seed_pool: str | None = Field(None, description="file with one seed query per line (overrides preset)")
-    batch_size: int = Field(12, ge=1, le=1024)
+    batch_size: int = Field(12, ge=1, le=1024, description="generations per round")
     examples_per_prompt: int | None = Field(None, ge=0, le=50, description="default 3 (advisor), 5 (baseline)")
     summary_sees_examples: bool = Field(
         True, description="summary update sees the new examples (paper) or only the weakness (reference code)"
@@ -92,13 +98,18 @@ class RunConfig(_Strict):
     # --- operational (not hashed) ---
     rounds: int = Field(3, ge=1, le=10_000_000, description="total generated rounds (round 0 holds the seeds)")
     endpoints: list[str] = Field(default_factory=list, description="TGI/OpenAI-compatible base URLs; empty = embedded")
-    api: Api = "tgi"
+    api: Api = Field("tgi", description="tgi (native /generate API) or chat (/v1/chat/completions)")
     model: str | None = Field(None, description="model name sent to chat endpoints / recorded in rows")
     chat_template: str | None = Field(
         None, description="tgi api only: render prompts with this Jinja chat template file ('server' = from /info)"
     )
     card_template: str | None = Field(None, description="Jinja dataset-card template file (default: built-in)")
-    concurrency: int = Field(16, ge=1, le=4096)
+    concurrency: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="max requests in flight; lowered automatically while the endpoint answers overloaded",
+    )
     # --- outside systems (operational) ---
     push_to_hub: str | None = Field(None, description="Hub dataset repo id: push each round as its own commit + tag")
     hub_private: bool = Field(True, description="create the Hub repo private (harmful prompts); false = public")
@@ -108,7 +119,7 @@ class RunConfig(_Strict):
     argilla_workspace: str | None = Field(None, description="Argilla workspace")
     use_labels: bool = Field(False, description="feed pulled human labels into the weakness prompt")
     metrics: bool = Field(True, description="compute coverage/diversity metrics per round for the card")
-    timeout: float = Field(120.0, gt=0)
+    timeout: float = Field(120.0, gt=0, description="seconds per request")
     retry: RetryPolicy = RetryPolicy()
 
     @field_validator("endpoints")
