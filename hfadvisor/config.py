@@ -42,7 +42,9 @@ class StageSampling(_Strict):
 
     weakness: Sampling = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=32)
     generate: Sampling = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=512)
-    summarize: Sampling = Sampling(temperature=0.0, top_p=None, max_new_tokens=1024)
+    # the reference code's 4096 (1024 cut full rewrites off past ~150 lines); lowered per call to what the
+    # endpoint's max_total_tokens leaves after the prompt. Runs stored with 1024 keep it (method field).
+    summarize: Sampling = Sampling(temperature=0.0, top_p=None, max_new_tokens=4096)
     selfinstruct: Sampling = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=256)
 
 
@@ -110,6 +112,10 @@ class RunConfig(_Strict):
         le=4096,
         description="max requests in flight; lowered automatically while the endpoint answers overloaded",
     )
+    structured: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="JSON-schema answers where the endpoint offers them (auto), required (on), or text only (off)",
+    )
     # --- outside systems (operational) ---
     push_to_hub: str | None = Field(None, description="Hub dataset repo id: push each round as its own commit + tag")
     hub_private: bool = Field(True, description="create the Hub repo private (harmful prompts); false = public")
@@ -139,6 +145,7 @@ class RunConfig(_Strict):
         "chat_template",
         "card_template",
         "concurrency",
+        "structured",
         "timeout",
         "retry",
         "push_to_hub",
