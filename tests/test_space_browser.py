@@ -157,7 +157,7 @@ def test_compare_advisor_with_baseline(page, runs):
     assert [r[1] for r in table] == ["advisor", "baseline"]
     expected_rows = [str(len(data.open_local(runs[m]).rows)) for m in ("advisor", "baseline")]
     assert [r[3] for r in table] == expected_rows
-    from hfadvisor.compare import shared_categories
+    from hfadvisor.metrics.run import shared_categories
 
     categories, _ = shared_categories([RunStore.open(runs[m]) for m in ("advisor", "baseline")], None)
     assert all(r[5].endswith(f" of {len(categories)}") for r in table)  # measured against one shared list
@@ -341,7 +341,7 @@ def test_a_sessions_own_runs_are_removed_when_it_expires(tmp_path):
 
 
 def test_closing_a_session_stops_its_run_and_then_removes_it(tmp_path):
-    from hfadvisor.space.app import Session
+    from hfadvisor.space.state import Session
     from hfadvisor.space.live import LiveRun
 
     model = GatedModel()

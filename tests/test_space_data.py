@@ -86,7 +86,7 @@ def test_coverage_and_comparison(runs):
 
 
 def test_comparison_uses_one_shared_category_list(runs):
-    from hfadvisor.compare import shared_categories
+    from hfadvisor.metrics.run import shared_categories
 
     adv, base = data.open_local(runs["advisor"]), data.open_local(runs["baseline"])
     shared = data.shared_measure([adv, base])
