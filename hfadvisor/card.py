@@ -56,6 +56,18 @@ def md(text: str | None) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
+def answer_paths(rev: Revision) -> str:
+    """Which path each stage's answers took in this round: structured (JSON schema) or text."""
+    how = "json schema via response_format" if rev.api == "chat" else "json schema via grammar"
+    parts = []
+    for stage, c in rev.ledger.by_stage.items():
+        if c.structured and c.text:
+            parts.append(f"{stage}: structured ({how}) {c.structured} / text {c.text}")
+        elif c.requests:
+            parts.append(f"{stage}: structured ({how})" if c.structured else f"{stage}: text")
+    return "; ".join(parts)
+
+
 def size_category(n: int) -> str:
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < limit:
@@ -140,6 +152,7 @@ def render(
         "reject_reasons": ", ".join(f"{k}: {v}" for k, v in sorted(rev.reject_reasons.items())),
         "summary_source": rev.summary_source,
         "summary_note": md(rev.summary_note) if rev.summary_note else "",
+        "answers": answer_paths(rev),
         "model": md(rev.model),
         "ledger": ledger_total,
         "summary": [md(line) for line in rev.summary_after],
