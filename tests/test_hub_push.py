@@ -19,6 +19,7 @@ import datasets
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import RepositoryNotFoundError
 from typer.testing import CliRunner
 
 import hfadvisor
@@ -436,13 +437,11 @@ def test_private_by_default_public_on_request(tmp_path, tgi, hub_server):
     make_run(out, tgi, 1)
     assert hf("push", str(out), REPO).returncode == 0
     assert hub_server.repo(REPO).private is True
-    anonymous = subprocess.run(
-        [sys.executable, "-c", f"from huggingface_hub import HfApi; HfApi(token=False).dataset_info({REPO!r})"],
-        env={**os.environ, "HF_TOKEN": ""},
-        capture_output=True,
-        text=True,
-    )
-    assert anonymous.returncode != 0  # nobody else can read it
+    with pytest.raises(RepositoryNotFoundError):  # nobody else can read it (the Hub hides private repos)
+        HfApi(token=False).dataset_info(REPO)
+    anonymous = error_line(hf("pull", REPO, tmp_path / "anonymous", env={"HF_TOKEN": ""}))
+    assert anonymous.startswith(f"error: {REPO} was not found on ") and "or it is private: set HF_TOKEN" in anonymous
+    assert not (tmp_path / "anonymous").exists()
 
     assert hf("push", str(out), "hf-tester/open-run", "--public").returncode == 0
     assert hub_server.repo("hf-tester/open-run").private is False

@@ -76,6 +76,8 @@ def describe(exc: BaseException, *, endpoint: str, repo_id: str, token: str | No
         else:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             msg = f"the Hub client failed for {repo_id}: {first}"
+    elif status == 401 and not token:  # the Hub answers 401 to anonymous requests for private repos
+        msg = f"{repo_id} was not found on {endpoint}, or it is private: set HF_TOKEN or run `hf auth login`"
     elif status == 401:
         msg = f"the Hub at {endpoint} rejected the token (401): set a valid HF_TOKEN or run `hf auth login`"
     elif status == 403:
