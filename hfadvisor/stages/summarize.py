@@ -51,7 +51,7 @@ def _related(item: str, weakness: str, summary: list[str]) -> bool:
     return bool((set(normalize(item).split()) & set(normalize(weakness).split())) - common)
 
 
-def parse(text: str, summary: list[str], weakness: str, mode: str) -> SummaryUpdate:
+def parse(text: str, summary: list[str], weakness: str, mode: str, *, delimiter: str = DELIMITER) -> SummaryUpdate:
     """`mode` is `append` (the model wrote only the next line) or `full` (the whole list)."""
     if mode == "append":
         item = words(_clean(first_line(text)), MAX_WORDS)
@@ -65,7 +65,7 @@ def parse(text: str, summary: list[str], weakness: str, mode: str) -> SummaryUpd
         if not _related(item, weakness, summary):
             return fallback(summary, weakness, f"model named an unrelated line: {item[:60]!r}")
         return SummaryUpdate([*summary, item], "model")
-    body = strip_control(text).split(DELIMITER, 1)[0]
+    body = strip_control(text).split(delimiter, 1)[0]
     lines = [_clean(ln) for ln in body.splitlines()]
     lines = [ln for ln in lines if ln]
     if len(lines) > len(summary) + 3:

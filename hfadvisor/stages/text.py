@@ -4,6 +4,24 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[T]):
+    """A parsed model answer, or why it was rejected: model output is untrusted input."""
+
+    value: T | None = None
+    reason: str | None = None  # reject code (see validate.REASONS) when value is None
+    detail: str = ""  # short human note (what was seen), never the whole answer
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
 _BULLET = re.compile(r"^\s*(?:[-*•>]+|\d{1,3}[.)]|\(\d{1,3}\))\s+")

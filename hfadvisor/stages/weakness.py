@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hfadvisor.presets import Preset
-from hfadvisor.stages.text import first_line, strip_label, strip_quotes
+from hfadvisor.stages.text import Parsed, first_line, strip_label, strip_quotes
 
 MAX_WORDS = 12
 
@@ -13,8 +13,9 @@ def build_prompt(preset: Preset, style: str, summary: list[str], feedback: str |
     return preset.render(style, "weakness", summary=summary, feedback=feedback or "")
 
 
-def parse(text: str, preset: Preset) -> str:
+def parse(text: str, preset: Preset) -> Parsed[str]:
     """First line, without list markers, echoed labels, quotes or a trailing period; at most 12 words."""
     line = strip_label(first_line(text), ("missing", "category", preset.noun, "answer", "not covered yet"))
     line = strip_quotes(line).rstrip(".;:,").strip()
-    return " ".join(line.split()[:MAX_WORDS])
+    line = " ".join(line.split()[:MAX_WORDS])
+    return Parsed(line) if line else Parsed(reason="empty")
