@@ -106,10 +106,10 @@ def test_help_shows_the_defaults(tmp_path):
     from hfadvisor.config import RunConfig
 
     defaults = RunConfig()
+    fields = RunConfig.model_fields
     shown = cli("run", "--help", env={"COLUMNS": "250"}).stdout
-    assert f"total generated rounds [default: {defaults.rounds}]" in shown
-    assert f"generations per round [default: {defaults.batch_size}]" in shown
-    assert f"while the endpoint answers overloaded [default: {defaults.concurrency}]" in shown
+    for name in ("rounds", "batch_size", "concurrency", "hub_tag_prefix"):
+        assert f"{fields[name].description} [default: {getattr(defaults, name)}]" in shown, name
     assert f"attempts per call before giving up [default: {defaults.retry.max_attempts}]" in shown
-    assert f"Hub tag prefix [default: {defaults.hub_tag_prefix}]" in shown
-    assert "[default: main]" in cli("pull", "--help", env={"COLUMNS": "250"}).stdout
+    assert "[default: main]" in cli("hub", "pull", "--help", env={"COLUMNS": "250"}).stdout
+    assert "[default: main]" in cli("pull", "--help", env={"COLUMNS": "250"}).stdout  # the old name, hidden

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from hfadvisor.commands._common import RunDirArg as RunDir
+from hfadvisor.commands._common import fail, say
 from hfadvisor.errors import ConfigError, HFAdvisorError
 
 label_app = typer.Typer(
@@ -17,7 +19,6 @@ label_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-RunDir = Annotated[Path, typer.Argument(help="run directory")]
 Dataset = Annotated[
     str | None, typer.Option("--dataset", "-d", help="Argilla dataset name (default: hfadvisor-<run id>)")
 ]
@@ -33,19 +34,6 @@ ApiKey = Annotated[
         "--api-key", help="Argilla API key (default: $ARGILLA_API_KEY; prefer the variable)", show_default=False
     ),
 ]
-
-
-def _fail(e: HFAdvisorError) -> typer.Exit:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
-    return typer.Exit(e.exit_code)
-
-
-def _say(message: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 @label_app.command("push", help="Send a run's rows to an Argilla dataset (only rows it does not hold yet).")
@@ -81,9 +69,9 @@ def push_cmd(
             conn=resolve(api_url, api_key),
         )
     except HFAdvisorError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     verb = "created" if result.created else "updated"
-    _say(
+    say(
         f"{verb} Argilla dataset {result.dataset!r} in workspace {result.workspace!r} on {result.url}: "
         f"{result.pushed} records pushed, {result.already} already there "
         f"({result.records_per_s:.0f} records/s, {result.seconds:.1f} s in all)"
@@ -114,10 +102,10 @@ def pull_cmd(
             run_dir, dataset=dataset, workspace=workspace, conn=resolve(api_url, api_key), card_template=card_template
         )
     except HFAdvisorError as e:
-        raise _fail(e) from None
+        raise fail(e) from None
     where = result.path.relative_to(Path(run_dir)) if result.path.is_relative_to(Path(run_dir)) else result.path
     state = f"labels pull {result.pull} written to {where}" if result.new else f"no new labels since pull {result.pull}"
-    _say(
+    say(
         f"{state}: {result.responses} submitted responses on {result.records} rows from {result.annotators} "
         f"annotators"
         + (f" ({result.foreign} records of other runs ignored)" if result.foreign else "")

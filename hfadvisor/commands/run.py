@@ -1,0 +1,151 @@
+"""`hfadvisor run|baseline [RUN_DIR]` (flags generated from `RunConfig`) and `hfadvisor log RUN_DIR`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hfadvisor.commands._common import err, fail
+from hfadvisor.commands._flags import run_flags, with_flags
+from hfadvisor.errors import HFAdvisorError
+
+RunDir = Annotated[Path | None, typer.Argument(help="run directory to create or resume (or use --output)")]
+Output = Annotated[Path | None, typer.Option("--output", "-o", help="run directory to create or resume")]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML file with any RunConfig keys (flags win over it)")
+]
+COMMANDS = {"advisor": "run", "baseline": "baseline"}
+
+
+def _rounds_on_disk(path: Path) -> int:
+    rev_dir = path / "revisions"
+    return max(len(list(rev_dir.glob("round-*.json"))) - 1, 0) if rev_dir.is_dir() else 0
+
+
+def launch(mode: str, run_dir: Path | None, output: Path | None, config: Path | None, overrides: dict[str, Any]):
+    """Plan (validates everything, writes nothing), then run with live progress; errors keep every complete round."""
+    from hfadvisor import api
+    from hfadvisor.progress import RichObserver
+
+    target = output or run_dir
+    if run_dir and output and run_dir != output:
+        raise fail("give the run directory once: either as argument or with --output")
+    if target is None:
+        raise fail("where should the run go? pass --output DIR (or a run directory to resume)")
+    try:
+        plan = api.plan_run(target, mode=mode, config_file=config, **overrides)
+        resumed = plan.store is not None
+        what = "resuming" if resumed else "starting"
+        done = plan.store.rounds_done - 1 if plan.store else 0
+        where = ", ".join(plan.config.endpoints) if plan.config.endpoints else "the embedded model (SmolLM2-135M)"
+        err.print(f"{what} {mode} run {target} at round {done + 1} of {plan.config.rounds} on {where}", markup=False)
+        with RichObserver(err) as observer:
+            store = asyncio.run(api.execute(plan, observer))
+    except HFAdvisorError as e:
+        done = _rounds_on_disk(target)
+        suffix = f" ({done} complete rounds kept in {target})" if done else ""
+        raise fail(f"{e}{suffix}", e.exit_code) from None
+    except KeyboardInterrupt:
+        done = _rounds_on_disk(target)
+        raise fail(
+            f"interrupted; {done} complete rounds kept in {target}: rerun `hfadvisor {COMMANDS[mode]} {target}` to resume",
+            130,
+        ) from None
+    rows = sum(i.rows for i in store.index)
+    err.print(f"done: {store.rounds_done - 1} rounds, {rows} rows in {target} (card: {target}/README.md)", markup=False)
+
+
+def run_command(mode: str):
+    """The `run`/`baseline` callback: three fixed parameters, then one option per `RunConfig` setting."""
+    flags = run_flags(mode)
+
+    def command(*, run_dir: Path | None = None, output: Path | None = None, config: Path | None = None, **values):
+        launch(mode, run_dir, output, config, flags.overrides(values))
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    fixed = [
+        inspect.Parameter("run_dir", kw, default=None, annotation=RunDir),
+        inspect.Parameter("output", kw, default=None, annotation=Output),
+        inspect.Parameter("config", kw, default=None, annotation=ConfigFile),
+    ]
+    return with_flags(command, fixed, flags)
+
+
+def log_cmd(
+    path: Annotated[Path, typer.Argument(help="run directory")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per round")] = False,
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from hfadvisor.rundir.store import RunStore, sessions
+
+    try:
+        store = RunStore.open(path, repair=False)
+    except HFAdvisorError as e:
+        raise fail(e) from None
+    if as_json:
+        for rev in store.revisions():
+            line = {
+                "round": rev.round,
+                "weakness": rev.weakness,
+                "rows": rev.rows,
+                "rejects": rev.rejects,
+                "reject_reasons": rev.reject_reasons,
+                "summary_source": rev.summary_source,
+                "seconds": round(rev.timings.total, 3),
+                "sha256": rev.sha256,
+            }
+            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        return
+    table = Table(title=f"{path} — {store.info.mode} run {store.info.run_id[:8]}, config {store.info.config_hash}")
+    for col in ("round", "weakness", "rows", "rejects", "summary", "seconds", "model"):
+        table.add_column(col, overflow="fold")
+    for rev in store.revisions():
+        table.add_row(
+            str(rev.round),
+            rev.weakness or ("(seeds)" if rev.round == 0 else "—"),
+            str(rev.rows),
+            str(rev.rejects),
+            rev.summary_source,
+            f"{rev.timings.total:.1f}",
+            rev.model,
+        )
+    console = Console()
+    console.print(table)
+    runs = sessions(store.path)
+    if runs:
+        table = Table(title="sessions (what each invocation spent; failed rounds included)")
+        for col in ("started", "outcome", "rounds", "requests", "retries", "failed", "tokens", "message"):
+            table.add_column(col, overflow="fold")
+        for s in runs:
+            done = s.rounds_committed
+            table.add_row(
+                s.started_at[:19],
+                s.outcome,
+                f"{done[0]}-{done[-1]}" if len(done) > 1 else (str(done[0]) if done else "none"),
+                str(s.ledger.requests),
+                str(s.ledger.retries),
+                str(s.ledger.failures),
+                str(s.ledger.completion_tokens),
+                s.message,
+            )
+        console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "run",
+        help="Run (or resume) a Data Advisor run. Without --endpoint, the embedded SmolLM2 model is served locally. "
+        "Every option is also a key of the --config YAML file (`hfadvisor config` prints them all).",
+    )(run_command("advisor"))
+    app.command("baseline", help="Run (or resume) the Self-Instruct baseline: same flags and output as `run`.")(
+        run_command("baseline")
+    )
+    app.command("log", help="List the revisions (rounds) of a run: weakness, rows, rejects.")(log_cmd)
