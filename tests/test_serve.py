@@ -26,6 +26,7 @@ from huggingface_hub.errors import (
 
 from hfadvisor.errors import EndpointError
 from hfadvisor.serve import embedded
+from hfadvisor.serve import model as model_files
 from hfadvisor.serve.backend import GenerationRequestError
 from hfadvisor.serve.process import embedded_endpoint
 from tests.servers.tgi import Fault, ScriptedBackend, TGIServer, running_tgi
@@ -319,8 +320,8 @@ def test_ensure_model_converts_once_atomically(tmp_path: Path, monkeypatch: pyte
         threading.Event().wait(0.3)  # a second caller arrives while this one holds the lock
         (out / "model.safetensors").write_bytes(b"")
 
-    monkeypatch.setattr(embedded, "_fetch_gguf", fake_fetch)
-    monkeypatch.setattr(embedded, "_convert_gguf", fake_convert)
+    monkeypatch.setattr(model_files, "_fetch_gguf", fake_fetch)
+    monkeypatch.setattr(model_files, "_convert_gguf", fake_convert)
     target = tmp_path / "models" / "m"
     results: list[Path] = []
     threads = [threading.Thread(target=lambda: results.append(embedded.ensure_model(target))) for _ in range(2)]

@@ -7,7 +7,7 @@ SmolLM2 backend and the scripted backend used by the tests both implement this.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -26,6 +26,14 @@ class GenerationRequest(BaseModel):
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
     truncate: int | None = None  # keep only the last N prompt tokens (TGI's `truncate`)
+    # Constrained decoding (TGI's `grammar`, OpenAI's `response_format`): at most one is set.
+    # `json_schema={}` means any JSON object (`json_object` without a schema).
+    json_schema: dict[str, Any] | None = None
+    regex: str | None = None
+
+    @property
+    def constrained(self) -> bool:
+        return self.json_schema is not None or self.regex is not None
 
 
 class Generation(BaseModel):

