@@ -143,9 +143,9 @@ def job_respond(a: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "wall": time.monotonic() - t0,
-        "rows": out["rows_answered_now"],
-        "requests": out["ledger"]["requests"],
-        "retries": out["ledger"]["retries"],
+        "rows": out.rows_answered_now,
+        "requests": out.ledger.requests,
+        "retries": out.ledger.retries,
         "cpu": time.process_time(),
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }

@@ -15,18 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
-
 from hfadvisor import __version__, card
 from hfadvisor.aio import run_sync
 from hfadvisor.config import RunConfig, build_config, config_hash, load_config_file
 from hfadvisor.errors import HFAdvisorError, RunStateError, scrub
 from hfadvisor.llm import LLMClient, load_chat_template
-from hfadvisor.loop import Observer, Runner, now
+from hfadvisor.loop import Observer, Runner
 from hfadvisor.plugins import build_plugins
 from hfadvisor.presets import Preset, load_preset
-from hfadvisor.records import ROW_FEATURES, PoolEntry, Revision, RunInfo, Session
-from hfadvisor.rundir.store import RevisionIndex, RunStore, is_temp, record_session
+from hfadvisor.records import PoolEntry, Revision, RevisionIndex, RunInfo, Session
+from hfadvisor.rundir.clock import now
+from hfadvisor.rundir.dataset import load_run  # noqa: F401 (part of the API here too)
+from hfadvisor.rundir.files import is_temp
+from hfadvisor.rundir.store import RunStore, record_session
 
 EMBEDDED_DEFAULTS: dict[str, Any] = {
     "sampling": {"generate": {"max_new_tokens": 96}, "selfinstruct": {"max_new_tokens": 96}}
@@ -124,11 +125,11 @@ def plan_run(
         preset=preset_data,
     )
     plan = Plan(out, config, preset, info, None)
-    _seed_round(plan, dry_run=True)  # renders the card: a broken template fails here, before any write
+    seed_round(plan, dry_run=True)  # renders the card: a broken template fails here, before any write
     return plan
 
 
-def _seed_round(plan: Plan, *, dry_run: bool = False) -> RunStore | None:
+def seed_round(plan: Plan, *, dry_run: bool = False) -> RunStore | None:
     """Round 0: the seed pool as rows, the seed summary as the starting summary."""
     info, preset = plan.info, plan.preset
     prefix = info.run_id[:8]
@@ -225,7 +226,7 @@ async def execute(plan: Plan, observer: Observer | None = None, *, token: str | 
             for plugin in plugins:
                 plugin.preflight(plan.info)
             # a run killed between run.json and round 0's revision has no round yet: write round 0 now
-            store = plan.store if plan.store is not None and plan.store.rounds_done else _seed_round(plan)
+            store = plan.store if plan.store is not None and plan.store.rounds_done else seed_round(plan)
             assert store is not None
             plan.store = store
             runner = Runner(store, config, plan.preset, client, model, observer, plan.card_template, plugins)
@@ -278,15 +279,3 @@ def run(
     plan = plan_run(output, mode=mode, config_file=config_file, **overrides)
     return run_sync(execute(plan, observer))
 
-
-def load_run(path: str | Path, round: int | None = None) -> datasets.Dataset:
-    """The rows of rounds 0..`round` (default: all complete rounds) as a `datasets.Dataset`.
-
-    Once `hfadvisor respond` has answered the run, a `response` column holds the answers
-    (null for rows not answered yet).
-    """
-    from hfadvisor.respond import attach_responses
-
-    store = RunStore.open(path, repair=False)
-    table, features = attach_responses(store, store.table(round), ROW_FEATURES)
-    return datasets.Dataset(datasets.table.InMemoryTable(table), info=datasets.DatasetInfo(features=features))

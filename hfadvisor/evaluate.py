@@ -36,7 +36,7 @@ from datasets import Features, Value
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, HFAdvisorError, RunStateError, user_errors_first
 from hfadvisor.llm import ChatTemplate, LLMClient, Message, load_chat_template
-from hfadvisor.loop import now
+from hfadvisor.rundir.clock import now
 from hfadvisor.records import arrow_schema
 from hfadvisor.rundir.store import atomic_write, parquet_bytes
 

@@ -23,8 +23,9 @@ from datasets import Features, List, Value
 
 from hfadvisor.errors import ConfigError, RunStateError
 from hfadvisor.records import ROW_FEATURES, arrow_schema
-from hfadvisor.respond import attach_responses, read_config
-from hfadvisor.rundir.store import RunStore, sha256
+from hfadvisor.rundir.files import sha256
+from hfadvisor.rundir.responses import attach_responses, read_config
+from hfadvisor.rundir.store import RunStore
 
 SPLITS: dict[str, float] = {"train": 0.9, "validation": 0.05, "test": 0.05}
 SALT = "hfadvisor-split-v1"

@@ -8,11 +8,9 @@ atomically, so an interrupted round simply never happened.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from hfadvisor import card
@@ -22,10 +20,11 @@ from hfadvisor.llm import Ledger, LLMClient
 from hfadvisor.plugins import Plugin
 from hfadvisor.presets import Preset
 from hfadvisor.records import PoolEntry, Revision, Timings
+from hfadvisor.rundir.clock import call_seed, now
+from hfadvisor.rundir.store import RunStore
 from hfadvisor.stages import generate, selfinstruct, summarize, weakness
 from hfadvisor.stages.text import normalize, strip_control
 from hfadvisor.stages.validate import Validator
-from hfadvisor.rundir.store import RunStore
 
 WEAKNESS_ATTEMPTS = 3
 RAW_LIMIT = 4000
@@ -46,16 +45,6 @@ class _Silent:
 
     def round_done(self, rev: Revision, rows_total: int) -> None:
         pass
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def call_seed(base: int, *parts: object) -> int:
-    """A per-call generation seed that is the same when a round is re-run after a crash."""
-    digest = hashlib.blake2b(f"{base}|{'|'.join(map(str, parts))}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big") & 0x7FFFFFFF
 
 
 class Runner:

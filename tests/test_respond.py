@@ -12,7 +12,8 @@ import hfadvisor
 from hfadvisor.config import RetryPolicy
 from hfadvisor.errors import ConfigError, EndpointError, RunStateError
 from hfadvisor.export import export, split_of
-from hfadvisor.respond import committed, respond_run, responses_table
+from hfadvisor.respond import respond_run
+from hfadvisor.rundir.responses import committed, responses_table
 from hfadvisor.rundir.store import RunStore
 from hfadvisor.serve.backend import GenerationRequest
 from tests.helpers import cli, tree
@@ -67,7 +68,7 @@ def test_respond_answers_every_row_as_a_new_revision(run_dir, target, template_f
     before = tree(run_dir)
     result = respond_run(run_dir, [target.url], chat_template=str(template_file), max_new_tokens=64)
     rows = 10 + 3 * 3
-    assert result["rows_answered_now"] == result["rows_with_response"] == rows
+    assert result.rows_answered_now == result.rows_with_response == rows
     reqs = target.backend.requests
     assert len(reqs) == rows
     assert all(r.temperature in (None, 0.0) and r.max_new_tokens == 64 for r in reqs)  # greedy, capped
@@ -118,8 +119,8 @@ def test_respond_resumes_after_failure_and_after_new_rounds(run_dir, tmp_path, t
         state["fail"] = False
         result = respond_run(run_dir, [server.url], chat_template=str(template_file))
         asked = server.backend.requests[asked_before:]
-        assert len(asked) == gen_server_rows - answered == result["rows_answered_now"]
-        assert result["rows_with_response"] == gen_server_rows
+        assert len(asked) == gen_server_rows - answered == result.rows_answered_now
+        assert result.rows_with_response == gen_server_rows
         ids = responses_table(RunStore.open(run_dir)).column("id").to_pylist()
         assert len(ids) == len(set(ids)) == gen_server_rows  # nothing answered twice
 
@@ -128,7 +129,7 @@ def test_respond_resumes_after_failure_and_after_new_rounds(run_dir, tmp_path, t
             hfadvisor.run(run_dir, endpoints=[gen.url], rounds=4, batch_size=3, metrics=False)
         n = len(server.backend.requests)
         result = respond_run(run_dir, [server.url], chat_template=str(template_file))
-        assert len(server.backend.requests) - n == 3 == result["rows_answered_now"]
+        assert len(server.backend.requests) - n == 3 == result.rows_answered_now
         assert all(r is not None for r in hfadvisor.load_run(run_dir)["response"])
 
         # other options would mix two response sets: refused, nothing written

@@ -9,7 +9,7 @@ import pytest
 
 import hfadvisor
 from hfadvisor import card
-from hfadvisor.api import _seed_round, plan_run
+from hfadvisor.api import plan_run, seed_round
 from hfadvisor.errors import RunStateError
 from hfadvisor.llm import Ledger
 from hfadvisor.records import Revision
@@ -19,7 +19,7 @@ from tests.helpers import tree
 
 def _make_run(path, rounds: int, rows_per_round: int = 3) -> RunStore:
     plan = plan_run(path, endpoints=["http://127.0.0.1:9"], rounds=rounds)
-    store = _seed_round(plan)
+    store = seed_round(plan)
     assert store is not None
     for r in range(1, rounds + 1):
         rows = [

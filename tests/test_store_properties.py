@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hfadvisor.api import _seed_round, plan_run
+from hfadvisor.api import plan_run, seed_round
 from hfadvisor.records import Revision
 from hfadvisor.rundir.store import REJECT_SCHEMA, ROW_SCHEMA, RunStore, atomic_write, parquet_bytes, round_name
 
@@ -88,7 +88,7 @@ def test_reopen_after_any_crash_point(sizes, crash, crash_rows, crash_rejects, r
     tmp = Path(tempfile.mkdtemp())
     try:
         root = tmp / "run"
-        store = _seed_round(plan_run(root, endpoints=["http://127.0.0.1:9"], rounds=10))
+        store = seed_round(plan_run(root, endpoints=["http://127.0.0.1:9"], rounds=10))
         for r, (n_rows, n_rej) in enumerate(sizes, start=1):
             store.commit_round(_revision(store, r), _rows(r, n_rows), _rejects(r, n_rej), "card\n")
         committed = len(sizes) + 1

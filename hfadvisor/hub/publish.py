@@ -35,12 +35,13 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from hfadvisor import card
 from hfadvisor.errors import ConfigError, HFAdvisorError
 from hfadvisor.hub.errors import HubError, describe, is_transient
-from hfadvisor.llm import Ledger
+from hfadvisor.llm.ledger import Ledger
 from hfadvisor.records import Revision
-from hfadvisor.rundir.store import RunStore, round_name, sha256
+from hfadvisor.rundir import paths, responses
+from hfadvisor.rundir.files import sha256
+from hfadvisor.rundir.store import RunStore
 
 TAG_DIGITS = 4
-RESPONSES_DIR = "responses"  # hfadvisor.respond's folder (not imported here: it pulls in the LLM client)
 _T = TypeVar("_T")
 _TRAILER = re.compile(r"^Hfadvisor-(Run|Round|Revision-Sha256):[ \t]*(\S+)[ \t]*$", re.M)
 _TAG_PREFIX = re.compile(r"^(?!refs/)(?!/)(?!.*\.\.)[A-Za-z0-9._/-]*$")
@@ -83,7 +84,7 @@ class RemoteState:
 
     @property
     def has_responses(self) -> bool:
-        return any(f.startswith(f"{RESPONSES_DIR}/") and f.endswith(".parquet") for f in self.files)
+        return any(f.startswith(f"{paths.RESPONSES}/") and f.endswith(".parquet") for f in self.files)
 
 
 @dataclass
@@ -324,8 +325,7 @@ class HubPublisher:
         remote = self.remote
         assert remote is not None
         t0 = time.monotonic()
-        name = round_name(r)
-        rev_bytes = (store.path / "revisions" / f"{name}.json").read_bytes()
+        rev_bytes = (store.path / paths.revision(r)).read_bytes()
         digest = sha256(rev_bytes)
         tag = tag_name(self.tag_prefix, r)
         have = remote.rounds.get(r)
@@ -370,12 +370,12 @@ class HubPublisher:
         rev = Revision.model_validate_json(rev_bytes)
         files: dict[str, bytes] = {}
         if r == 0:  # the run's identity and method config, once
-            files["run.json"] = (store.path / "run.json").read_bytes()
+            files[paths.RUN_JSON] = (store.path / paths.RUN_JSON).read_bytes()
         for rel in (rev.shard, rev.rejects_shard, rev.card):
             if rel:
                 files[rel] = (store.path / rel).read_bytes()
-        files[f"revisions/{round_name(r)}.json"] = rev_bytes
-        files["README.md"] = self.card(store, rev, tag).encode()
+        files[paths.revision(r)] = rev_bytes
+        files[paths.README] = self.card(store, rev, tag).encode()
         rows_total = sum(i.rows for i in store.index[: r + 1])
         weakness = " ".join((rev.weakness or ("seeds" if r == 0 else "")).split())[:80]
         title = f"Round {r}{f': {weakness}' if weakness else ''} (+{rev.rows} rows)"
@@ -399,18 +399,16 @@ class HubPublisher:
         return info.oid, sum(len(b) for b in files.values())
 
     def _push_responses(self, store: RunStore) -> PushedResponses | None:
-        from hfadvisor import respond
-
         remote = self.remote
         assert remote is not None
         t0 = time.monotonic()
         on_hub = self.rounds_on_hub()
-        records = {r: rec for r, rec in respond.committed(store).items() if r < on_hub}
-        config_path = f"{RESPONSES_DIR}/config.json"
+        records = {r: rec for r, rec in responses.committed(store).items() if r < on_hub}
+        config_path = paths.RESPONSES_CONFIG
         files: dict[str, bytes] = {}
         added: list[int] = []
         for r, rec in sorted(records.items()):
-            record_path = f"{RESPONSES_DIR}/{round_name(r)}.json"
+            record_path = paths.response_record(r)
             if record_path in remote.files:
                 continue
             files[rec.shard] = (store.path / rec.shard).read_bytes()
@@ -434,7 +432,7 @@ class HubPublisher:
             files[config_path] = local_config
         last = on_hub - 1
         rev = store.revision(last)
-        files["README.md"] = self.card(store, rev, tag_name(self.tag_prefix, last), responses=True).encode()
+        files[paths.README] = self.card(store, rev, tag_name(self.tag_prefix, last), responses=True).encode()
         model = json.loads(local_config).get("model", "?")
         span = f"{added[0]}-{added[-1]}" if len(added) > 1 else str(added[0])
         info = self.api.create_commit(

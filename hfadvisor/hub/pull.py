@@ -16,11 +16,9 @@ from huggingface_hub import constants, get_token, snapshot_download
 
 from hfadvisor.errors import RunStateError
 from hfadvisor.hub.errors import HubError, describe
-from hfadvisor.rundir.store import RunStore, atomic_write
-
-# Everything a run directory holds, except its README.md: the Hub's README is the card
-# rendered for the Hub; the local one is the last round's card, restored from cards/.
-RUN_FILES = ["run.json", "data/*", "rejects/*", "cards/*", "revisions/*", "responses/*"]
+from hfadvisor.rundir import paths
+from hfadvisor.rundir.files import atomic_write
+from hfadvisor.rundir.store import RunStore
 
 
 def pull_run(repo_id: str, run_dir: str | Path, *, revision: str | None = None, token: str | None = None) -> RunStore:
@@ -37,13 +35,18 @@ def pull_run(repo_id: str, run_dir: str | Path, *, revision: str | None = None, 
     try:
         try:
             snapshot_download(
-                repo_id, repo_type="dataset", revision=revision, local_dir=tmp, allow_patterns=RUN_FILES, token=token
+                repo_id,
+                repo_type="dataset",
+                revision=revision,
+                local_dir=tmp,
+                allow_patterns=paths.HUB_RUN_FILES,
+                token=token,
             )
         except Exception as e:
             secret = token or get_token()
             raise HubError(describe(e, endpoint=constants.ENDPOINT, repo_id=where, token=secret)) from None
         shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
-        if not (tmp / "run.json").is_file():
+        if not (tmp / paths.RUN_JSON).is_file():
             raise HubError(f"{where} is not an hfadvisor run (no run.json): pull a repo that `hfadvisor push` wrote")
         try:
             store = RunStore.open(tmp, repair=False)
@@ -51,7 +54,7 @@ def pull_run(repo_id: str, run_dir: str | Path, *, revision: str | None = None, 
             raise HubError(f"{where} does not hold a complete run: {e}") from None
         if store.last is None:
             raise HubError(f"{where} holds no complete round")
-        atomic_write(tmp / "README.md", (tmp / store.last.card).read_bytes())
+        atomic_write(tmp / paths.README, (tmp / store.last.card).read_bytes())
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

@@ -30,7 +30,7 @@ from hfadvisor.labelling import client as lc
 from hfadvisor.labelling import schema, stats
 from hfadvisor.labelling.client import Connection, LabellingError
 from hfadvisor.labelling.push import default_dataset
-from hfadvisor.llm import Ledger
+from hfadvisor.llm.ledger import Ledger
 from hfadvisor.records import CardSection, arrow_schema
 from hfadvisor.rundir.store import atomic_write, parquet_bytes, sha256
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from hfadvisor.api import _seed_round, plan_run
+from hfadvisor.api import plan_run, seed_round
 from hfadvisor.hub.publish import parse_trailers, trailers
 from hfadvisor.rundir.store import ROW_SCHEMA, RunStore, atomic_write, parquet_bytes, round_name, sha256
 
@@ -50,7 +50,7 @@ class ResumeMachine(RuleBasedStateMachine):
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp())
         self.root = self.tmp / "run"
-        self.store = _seed_round(plan_run(self.root, endpoints=["http://127.0.0.1:9"], rounds=10))
+        self.store = seed_round(plan_run(self.root, endpoints=["http://127.0.0.1:9"], rounds=10))
         self.model: list[bytes] = [self._shard(0)]  # round r → its shard bytes
         self.dirty = False  # leftovers on disk that only a reopen may clean
         self.salt = 0
@@ -117,7 +117,7 @@ class ResumeMachine(RuleBasedStateMachine):
             self.teardown()
             self.tmp = Path(tempfile.mkdtemp())
             self.root = self.tmp / "run"
-            self.store = _seed_round(plan_run(self.root, endpoints=["http://127.0.0.1:9"], rounds=10))
+            self.store = seed_round(plan_run(self.root, endpoints=["http://127.0.0.1:9"], rounds=10))
             self.model = [self._shard(0)]
 
     @invariant()
