@@ -17,8 +17,9 @@ import pytest
 import hfadvisor
 from hfadvisor.errors import RunStateError
 from hfadvisor.labelling.client import Connection, LabellingError, resolve
-from hfadvisor.labelling.pull import latest, pull
+from hfadvisor.labelling.pull import pull
 from hfadvisor.labelling.push import parse_rounds, push
+from hfadvisor.rundir.labels import latest
 from hfadvisor.rundir.store import RunStore
 from hfadvisor.serve.backend import GenerationRequest
 from tests.helpers import cli, free_port, tree

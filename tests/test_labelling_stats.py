@@ -9,8 +9,8 @@ import pytest
 
 from hfadvisor.labelling import stats
 from hfadvisor.labelling.client import Connection, LabellingError, one_line, public_url, resolve
-from hfadvisor.labelling.pull import LABEL_SCHEMA, latest, pulls, write
 from hfadvisor.labelling.schema import category_labels
+from hfadvisor.rundir.labels import LABEL_SCHEMA, latest, pulls, write
 
 
 def label(rid: str, rnd: int, who: str, harmful: str | None, **kw: Any) -> dict[str, Any]:

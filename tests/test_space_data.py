@@ -106,7 +106,7 @@ def test_comparison_uses_one_shared_category_list(runs):
 
 def test_labels_shown_are_the_latest_pull_per_round(runs, tmp_path):
     """Every pull is a complete snapshot: the Space counts the newest intact one, never their sum."""
-    from hfadvisor.labelling import pull as labels_pull
+    from hfadvisor.rundir import labels as labels_pull
     from hfadvisor.rundir.store import RunStore
 
     run = tmp_path / "run"

@@ -21,10 +21,11 @@ from hfadvisor.card import md
 from hfadvisor.labelling import client as lc
 from hfadvisor.labelling import stats
 from hfadvisor.labelling.client import LabellingError
-from hfadvisor.labelling.pull import Labels, latest, pull, pulls, sections_for
+from hfadvisor.labelling.pull import pull, sections_for
 from hfadvisor.labelling.push import default_dataset, push
 from hfadvisor.plugins import Plugin
 from hfadvisor.records import CardSection
+from hfadvisor.rundir.labels import Labels, latest, pulls
 
 if TYPE_CHECKING:
     from hfadvisor.config import RunConfig

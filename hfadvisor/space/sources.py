@@ -183,7 +183,7 @@ def read_labels(path: Path, rows: pd.DataFrame) -> pd.DataFrame | None:
     Each pull stores a complete snapshot, so only the latest counts (reading every version
     would count a label once per pull); a torn or tampered version is skipped by its hash.
     """
-    from hfadvisor.labelling.pull import latest
+    from hfadvisor.rundir.labels import latest
 
     labels = latest(path)
     if labels is None or not labels.rows:
