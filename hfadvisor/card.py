@@ -18,8 +18,8 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from hfadvisor.errors import ConfigError
-from hfadvisor.records import CardSection, Revision, RunInfo
-from hfadvisor.records import RevisionIndex
+from hfadvisor.records import CardSection, Revision, RevisionIndex, RunInfo
+from hfadvisor.rundir import paths
 
 HISTORY_ROWS = 50
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!])")
@@ -88,11 +88,11 @@ def card_data(
         entry: dict[str, Any] = {"config_name": name, "data_files": [{"split": "train", "path": glob}]}
         return entry | ({"description": version} if version else {})
 
-    configs: list[dict[str, Any]] = [config("default", "data/*.parquet") | {"default": True}]
+    configs: list[dict[str, Any]] = [config("default", paths.DATA_GLOB) | {"default": True}]
     if rejects_total:  # a config whose glob matches no file would make load_dataset fail
-        configs.append(config("rejects", "rejects/*.parquet"))
+        configs.append(config("rejects", paths.REJECTS_GLOB))
     if responses:  # answers of `hfadvisor respond`: id, round, response, model, ...
-        configs.append(config("responses", "responses/*.parquet"))
+        configs.append(config("responses", paths.RESPONSES_GLOB))
     return DatasetCardData(
         license=preset.get("license", "apache-2.0"),
         task_categories=preset.get("task_categories", ["text-generation"]),
