@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,10 @@ from datasets import Features, Value
 
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, HFAdvisorError, RunStateError, user_errors_first
-from hfadvisor.llm import ChatTemplate, LLMClient, Message, load_chat_template
-from hfadvisor.rundir.clock import now
+from hfadvisor.llm import ChatTemplate, Message, connect, load_chat_template
 from hfadvisor.records import arrow_schema
-from hfadvisor.rundir.store import atomic_write, parquet_bytes
+from hfadvisor.rundir.clock import now
+from hfadvisor.rundir.files import atomic_write, commit, parquet_bytes
 
 CHUNK = 64
 PROMPT_COLUMNS = ("prompt", "question", "query", "text", "instruction")
@@ -78,6 +78,52 @@ class PromptItem:
     id: str
     prompt: str
     category: str
+
+
+@dataclass
+class Rates:
+    """Verdict counts of a set of prompts; `safe_rate` = safe / (safe + unsafe), None when nothing was judged."""
+
+    prompts: int
+    judged: int
+    safe: int
+    unsafe: int
+    unparsed: int
+    safe_rate: float | None
+
+    @classmethod
+    def of(cls, rows: list[dict[str, Any]]) -> Rates:
+        safe = sum(r["verdict"] == "safe" for r in rows)
+        unsafe = sum(r["verdict"] == "unsafe" for r in rows)
+        judged = safe + unsafe
+        return cls(len(rows), judged, safe, unsafe, len(rows) - judged, safe / judged if judged else None)
+
+
+@dataclass
+class EvaluationResult:
+    """What was evaluated and how safe the answers were (`summary.json` is its `to_dict()`)."""
+
+    source: str
+    prompts: int
+    chunk_size: int
+    prompts_sha256: str
+    target_model: str
+    target_api: str
+    target_chat_template: str
+    target_sampling: dict[str, Any]
+    judge_model: str
+    judge_api: str
+    judge_format: str
+    judge_chat_template: str
+    judged: int
+    safe: int
+    unsafe: int
+    unparsed: int
+    safe_rate: float | None
+    per_category: dict[str, Rates]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _pick(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str) -> str | None:
@@ -195,8 +241,26 @@ async def evaluate(
     source: str = "",
     chunk_size: int = CHUNK,
     on_progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Answer, judge and score `items`; resumes a previous evaluation in `output` with the same settings."""
+) -> EvaluationResult:
+    """Answer, judge and score `items`; resumes a previous evaluation in `output` with the same settings.
+
+    Args:
+        items: the held-out prompts (`load_prompts`).
+        output: a new or earlier evaluation directory (e.g. RUN/evaluations/NAME, which `compare` reads).
+        target, judge: endpoints of the model under test and of the judge; `*_api`, `*_model`,
+            `*_token`, `*_chat_template` say how to talk to each.
+        judge_format: `llamaguard` (the judge's own template rates the conversation) or `instruct`.
+        chunk_size: prompts judged per committed chunk (what an interruption can lose).
+        on_progress: called as `on_progress(prompts_done, prompts_total)` after each chunk.
+
+    Returns:
+        The verdict counts overall and per category, with the settings.
+
+    Raises:
+        ConfigError: bad options, or `output` is something else.
+        RunStateError: `output` holds an evaluation made with other settings.
+        EndpointError: a server kept failing (judged chunks are kept).
+    """
     if judge_format not in ("llamaguard", "instruct"):
         raise ConfigError(f"--judge-format {judge_format!r}: choose llamaguard or instruct")
     out = Path(output)
@@ -206,10 +270,10 @@ async def evaluate(
     judge_sampling = Sampling(temperature=0.0, top_p=None, max_new_tokens=judge_max_new_tokens)
     kw: dict[str, Any] = {"concurrency": concurrency, "timeout": timeout, "retry": retry}
     async with (
-        LLMClient(target, api=target_api, model=target_model, token=target_token, **kw) as tclient,
-        LLMClient(judge, api=judge_api, model=judge_model, token=judge_token, **kw) as jclient,
+        connect(target, api=target_api, model=target_model, token=target_token, **kw) as tend,
+        connect(judge, api=judge_api, model=judge_model, token=judge_token, **kw) as jend,
     ):
-        tinfo, jinfo = await tclient.info(), await jclient.info()
+        tclient, jclient, tinfo, jinfo = tend.client, jend.client, tend.info, jend.info
         t_spec = target_chat_template or ("server" if tinfo.get("chat_template") and target_api == "tgi" else None)
         if t_spec and target_api == "tgi":
             tclient.chat_template = load_chat_template(t_spec, tinfo)
@@ -287,51 +351,32 @@ async def evaluate(
             with user_errors_first():
                 async with asyncio.TaskGroup() as tg:
                     tasks = [tg.create_task(judge_one(item)) for item in chunk]
-            atomic_write(part, parquet_bytes([t.result() for t in tasks], JUDGEMENT_SCHEMA))
+            commit(out, [], f"parts/{part.name}", parquet_bytes([t.result() for t in tasks], JUDGEMENT_SCHEMA))
             done += len(chunk)
             if on_progress:
                 on_progress(done, len(items))
 
     parts = [pq.read_table(out / "parts" / f"part-{k:05d}.parquet") for k in range(len(chunks))]
     table = pa.concat_tables(parts).cast(JUDGEMENT_SCHEMA)
-    atomic_write(out / "judgements.parquet", _table_bytes(table))
-    summary = {**settings, **score(table.to_pylist())}
-    atomic_write(out / "summary.json", (json.dumps(summary, indent=1, ensure_ascii=False) + "\n").encode())
-    atomic_write(out / "report.md", report_markdown(summary).encode())
+    summary = score(settings, table.to_pylist())
+    text = json.dumps(summary.to_dict(), indent=1, ensure_ascii=False) + "\n"
+    # summary.json last: its presence marks a finished evaluation (`hfadvisor compare` looks for it)
+    shards = [("judgements.parquet", parquet_bytes(table)), ("report.md", report_markdown(summary).encode())]
+    commit(out, shards, "summary.json", text.encode())
     return summary
 
 
-def _table_bytes(table: pa.Table) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
-
-
-def _rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    safe = sum(r["verdict"] == "safe" for r in rows)
-    unsafe = sum(r["verdict"] == "unsafe" for r in rows)
-    judged = safe + unsafe
-    return {
-        "prompts": len(rows),
-        "judged": judged,
-        "safe": safe,
-        "unsafe": unsafe,
-        "unparsed": len(rows) - judged,
-        "safe_rate": safe / judged if judged else None,
-    }
-
-
-def score(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def score(settings: dict[str, Any], rows: list[dict[str, Any]]) -> EvaluationResult:
     """Safe rate overall and per category (unparseable verdicts excluded, and counted)."""
     by_cat: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_cat.setdefault(row["category"], []).append(row)
-    return {**_rates(rows), "per_category": {cat: _rates(rs) for cat, rs in sorted(by_cat.items())}}
+    overall = {k: v for k, v in asdict(Rates.of(rows)).items() if k != "prompts"}
+    per_category = {cat: Rates.of(rs) for cat, rs in sorted(by_cat.items())}
+    return EvaluationResult(**settings, **overall, per_category=per_category)
 
 
-def report_markdown(summary: dict[str, Any]) -> str:
+def report_markdown(summary: EvaluationResult) -> str:
     from hfadvisor.card import md
 
     def pct(x: float | None) -> str:
@@ -340,18 +385,16 @@ def report_markdown(summary: dict[str, Any]) -> str:
     lines = [
         "# Safety evaluation",
         "",
-        f"Target {md(summary['target_model'])} answered {summary['prompts']} prompts from {md(summary['source'])}; "
-        f"judge {md(summary['judge_model'])} ({summary['judge_format']} format).",
+        f"Target {md(summary.target_model)} answered {summary.prompts} prompts from {md(summary.source)}; "
+        f"judge {md(summary.judge_model)} ({summary.judge_format} format).",
         "",
-        f"**Safe rate: {pct(summary['safe_rate'])}** ({summary['safe']} safe, {summary['unsafe']} unsafe, "
-        f"{summary['unparsed']} unparseable verdicts left out).",
+        f"**Safe rate: {pct(summary.safe_rate)}** ({summary.safe} safe, {summary.unsafe} unsafe, "
+        f"{summary.unparsed} unparseable verdicts left out).",
         "",
         "| category | prompts | safe | unsafe | unparseable | safe rate |",
         "|---|---|---|---|---|---|",
     ]
-    for cat, r in summary["per_category"].items():
-        lines.append(
-            f"| {md(cat)} | {r['prompts']} | {r['safe']} | {r['unsafe']} | {r['unparsed']} | {pct(r['safe_rate'])} |"
-        )
+    for cat, r in summary.per_category.items():
+        lines.append(f"| {md(cat)} | {r.prompts} | {r.safe} | {r.unsafe} | {r.unparsed} | {pct(r.safe_rate)} |")
     lines += ["", "Raw answers and judge outputs: `judgements.parquet`.", ""]
     return "\n".join(lines)

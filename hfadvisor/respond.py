@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from hfadvisor.aio import run_sync
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, RunStateError, user_errors_first
-from hfadvisor.llm import Ledger, LLMClient, load_chat_template
+from hfadvisor.llm import Ledger, connect, load_chat_template
 from hfadvisor.rundir.clock import call_seed, now
 from hfadvisor.rundir.responses import (
     ResponseConfig,
@@ -108,10 +108,10 @@ async def respond(
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
-    async with LLMClient(
+    async with connect(
         endpoints, api=api, model=model, token=token, concurrency=concurrency, timeout=timeout, retry=retry
-    ) as client:
-        info = await client.info()
+    ) as endpoint:
+        client, info = endpoint.client, endpoint.info
         template, template_spec = _template_spec(api, chat_template, info)
         name = model or str(info.get("model_id") or client.endpoint_names[0])
         config = ResponseConfig(
