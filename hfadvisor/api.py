@@ -19,7 +19,7 @@ from hfadvisor import __version__, card
 from hfadvisor.aio import run_sync
 from hfadvisor.config import RunConfig, build_config, config_hash, load_config_file
 from hfadvisor.errors import HFAdvisorError, RunStateError, scrub
-from hfadvisor.llm import LLMClient, load_chat_template
+from hfadvisor.llm import connect
 from hfadvisor.loop import Observer, Runner
 from hfadvisor.plugins import build_plugins
 from hfadvisor.presets import Preset, load_preset
@@ -210,7 +210,7 @@ async def execute(plan: Plan, observer: Observer | None = None, *, token: str | 
             token = None
         elif token is None:
             token = get_token()
-        async with LLMClient(
+        async with connect(  # fails fast, before anything is written: unreachable, unserved --model, ...
             urls,
             api=config.api,
             model=config.model,
@@ -218,18 +218,17 @@ async def execute(plan: Plan, observer: Observer | None = None, *, token: str | 
             concurrency=config.concurrency,
             timeout=config.timeout,
             retry=config.retry,
-        ) as client:
-            info = await client.info()  # fails fast, before anything is written, if unreachable
-            if config.chat_template and config.api == "tgi":
-                client.chat_template = load_chat_template(config.chat_template, info)
-            model = config.model or str(info.get("model_id") or client.endpoint_names[0])
+            chat_template=config.chat_template,
+            structured=config.structured,
+        ) as endpoint:
+            client, model = endpoint.client, endpoint.model
             for plugin in plugins:
                 plugin.preflight(plan.info)
             # a run killed between run.json and round 0's revision has no round yet: write round 0 now
             store = plan.store if plan.store is not None and plan.store.rounds_done else seed_round(plan)
             assert store is not None
             plan.store = store
-            runner = Runner(store, config, plan.preset, client, model, observer, plan.card_template, plugins)
+            runner = Runner(store, config, plan.preset, endpoint, model, observer, plan.card_template, plugins)
             attach = getattr(observer, "attach", None)
             if attach:
                 attach(client.ledger, sum(i.rows for i in store.index), store.rounds_done)
@@ -278,4 +277,5 @@ def run(
     """Start or resume a run in `output` (blocking). Keyword overrides are RunConfig fields."""
     plan = plan_run(output, mode=mode, config_file=config_file, **overrides)
     return run_sync(execute(plan, observer))
+
 
