@@ -277,5 +277,3 @@ def run(
     """Start or resume a run in `output` (blocking). Keyword overrides are RunConfig fields."""
     plan = plan_run(output, mode=mode, config_file=config_file, **overrides)
     return run_sync(execute(plan, observer))
-
-
