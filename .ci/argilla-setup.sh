@@ -25,12 +25,21 @@ start=$(date +%s)
 
 # --- redis-server --------------------------------------------------------------------
 if ! command -v redis-server >/dev/null 2>&1; then
-    log "installing redis-server with apt"
     SUDO=""
-    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    if [ "$(id -u)" != 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            SUDO="sudo -n"
+        else
+            log "Argilla tests need redis-server: run \`sudo apt-get install redis-server\` (or run pytest as root)"
+            exit 3
+        fi
+    fi
+    log "installing redis-server with apt"
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq >&2
-    $SUDO apt-get install -y -qq --no-install-recommends redis-server >&2
+    if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends redis-server; } >&2; then
+        log "Argilla tests need redis-server and \`apt-get install redis-server\` failed (network? apt sources?): install it by hand"
+        exit 3
+    fi
     # Debian starts a system-wide redis on install; the fixture runs its own.
     if command -v systemctl >/dev/null 2>&1; then
         $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
@@ -58,8 +67,8 @@ else
     log "creating venv $VENV (${REQUIREMENTS[*]})"
     rm -rf "$VENV"
     if ! "$BASE_PYTHON" -m venv "$VENV" >&2; then
-        log "'$BASE_PYTHON -m venv' failed (Debian's system python needs the python3-venv package)"
-        exit 1
+        log "Argilla tests need '$BASE_PYTHON -m venv', which failed: on Debian run \`sudo apt-get install python3-venv\`"
+        exit 3
     fi
     pip_quiet --upgrade pip
     pip_quiet "${REQUIREMENTS[@]}"

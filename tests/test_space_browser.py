@@ -21,7 +21,7 @@ from hfadvisor.rundir.store import RunStore
 from hfadvisor.serve.backend import GenerationRequest
 from hfadvisor.space import data
 from tests.servers.tgi import ScriptedBackend, running_tgi
-from tests.test_space_support import BROWSER_ARGS, CHROMIUM, SCRIPT_PROMPT, ScriptedModel, shared_runs, space_process
+from tests.test_space_support import BROWSER_ARGS, SCRIPT_PROMPT, ScriptedModel, shared_runs, space_process
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "space"
 SESSION_TOKEN = "hf_sessionSECRET_7f3a9c2e1b"
@@ -43,11 +43,9 @@ def space(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run .ci/browser-setup.sh (apt-get install chromium)")
+def browser(chromium: str) -> Iterator[object]:
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        b = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
         yield b
         b.close()
 

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
+from tests.servers.provision import run_setup
+
 if TYPE_CHECKING:
     import argilla
 
@@ -198,17 +200,8 @@ def _write(config: pytest.Config, message: str) -> None:
 
 def _ensure_venv(config: pytest.Config) -> Path:
     """Run the idempotent setup script (installs redis-server + the venv when needed); return the venv."""
-    _write(config, f"checking/installing argilla-server venv with {SETUP_SCRIPT.relative_to(REPO_ROOT)}")
-    started = time.monotonic()
-    capture = config.pluginmanager.getplugin("capturemanager")
-    ctx = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
-    with ctx:  # let the script's progress (stderr) reach the terminal
-        proc = subprocess.run(["bash", str(SETUP_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
-    if proc.returncode != 0:
-        raise ArgillaServerError(f"{SETUP_SCRIPT} failed with exit code {proc.returncode}:\n{proc.stdout}")
-    venv = Path(proc.stdout.strip().splitlines()[-1])
-    _write(config, f"venv ready in {time.monotonic() - started:.1f} s: {venv}")
-    return venv
+    lines = run_setup(config, SETUP_SCRIPT.name, "Argilla tests: checking redis-server and the argilla-server venv")
+    return Path(lines[-1])
 
 
 def _child_env(home: Path, redis_port: int) -> dict[str, str]:

@@ -1,0 +1,17 @@
+"""`chromium`: the path of Debian's chromium for the Playwright browser tests, installed on first use.
+
+Playwright's own browser download cannot work on these machines, so the tests drive the
+distribution's chromium (`.ci/browser-setup.sh`, run once through tests/servers/provision.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.servers.provision import run_setup
+
+
+@pytest.fixture(scope="session")
+def chromium(pytestconfig: pytest.Config) -> str:
+    """Path of the chromium binary (apt-installed the first time; fails with one line when it cannot be)."""
+    return run_setup(pytestconfig, "browser-setup.sh", "browser tests: checking chromium")[-1]

@@ -1,0 +1,111 @@
+"""Provisioning of the test servers' system needs (tests/servers/provision.py), with real scripts.
+
+What a fresh machine relies on: a setup script's stdout is handed back, a script that knows the
+fix fails the test with exactly that one line, any other failure with one line naming the log,
+and two sessions never run the same script at once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.servers.provision import REPO_ROOT, run_setup
+
+
+@pytest.fixture(autouse=True)
+def _scratch_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HFADVISOR_TEST_CACHE", str(tmp_path / "cache"))
+
+
+def script(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text(f"#!/usr/bin/env bash\nset -euo pipefail\n{body}\n")
+    return path
+
+
+def test_stdout_lines_come_back_and_stderr_goes_to_the_log(pytestconfig, tmp_path):
+    s = script(tmp_path, "thing-setup.sh", 'echo "[thing-setup] installing" >&2\necho /opt/a\necho /opt/b')
+    assert run_setup(pytestconfig, s, "checking the thing") == ["/opt/a", "/opt/b"]
+    log = tmp_path / "cache" / "provision" / "thing-setup.log"
+    assert log.read_text() == "[thing-setup] installing\n"
+
+
+def test_a_session_shows_one_line_per_step_and_a_failure_as_one_line(tmp_path):
+    """In a real pytest session: a line before and after the step on the terminal; a failure, no traceback."""
+    ok = script(tmp_path, "ok-setup.sh", 'echo "[ok-setup] chatter" >&2\necho done')
+    bad = script(tmp_path, "bad-setup.sh", "echo '[bad-setup] tests need X: run `apt-get install x`' >&2\nexit 3")
+    (tmp_path / "test_inner.py").write_text(
+        "import pytest\nfrom tests.servers.provision import run_setup\n"
+        f"@pytest.fixture(scope='session')\ndef need_ok(pytestconfig):\n    return run_setup(pytestconfig, __import__('pathlib').Path({str(ok)!r}), 'checking ok')\n"
+        f"@pytest.fixture(scope='session')\ndef need_bad(pytestconfig):\n    return run_setup(pytestconfig, __import__('pathlib').Path({str(bad)!r}), 'checking bad')\n"
+        "def test_ok(need_ok):\n    assert need_ok == ['done']\n"
+        "def test_bad_1(need_bad):\n    pass\n"
+        "def test_bad_2(need_bad):\n    pass\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HFADVISOR_TEST_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            str(tmp_path / "test_inner.py"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "[provision] checking ok (ok-setup.sh" in out and "[provision] ok-setup: ready in" in out
+    assert "chatter" not in out  # the script's own output stays in its log
+    assert out.count("[provision] checking bad") == 1  # a session fixture: the failing script ran once
+    assert out.count("\ntests need X: run `apt-get install x`\n") == 2  # each test's report: the line alone
+    assert "1 passed" in out and "2 errors" in out
+    assert "Traceback" not in out and "provision.py" not in out
+
+
+def test_exit_3_fails_with_the_scripts_last_line_only(pytestconfig, tmp_path):
+    fix = "browser tests need chromium: run `sudo apt-get install chromium` (or run pytest as root)"
+    s = script(tmp_path, "browser-setup.sh", f"echo noise >&2\necho '[browser-setup] {fix}' >&2\nexit 3")
+    with pytest.raises(pytest.fail.Exception) as info:
+        run_setup(pytestconfig, s, "checking chromium")
+    assert str(info.value) == fix
+    assert not info.value.pytrace  # one line, no traceback
+
+
+def test_other_failures_name_the_script_the_last_line_and_the_log(pytestconfig, tmp_path):
+    s = script(tmp_path, "x-setup.sh", 'echo "compiler exploded" >&2\nexit 1')
+    with pytest.raises(pytest.fail.Exception) as info:
+        run_setup(pytestconfig, s, "checking x")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("x-setup.sh failed (exit 1): compiler exploded")
+    assert str(tmp_path / "cache" / "provision" / "x-setup.log") in message
+
+
+def test_two_sessions_run_a_script_one_after_the_other(pytestconfig, tmp_path):
+    events = tmp_path / "events"
+    s = script(tmp_path, "slow-setup.sh", f'echo "start $$" >>{events}\nsleep 0.3\necho "end $$" >>{events}\necho ok')
+    results: list[list[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(run_setup(pytestconfig, s, "slow"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [["ok"], ["ok"]]
+    lines = events.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["start", "end", "start", "end"]
+    assert lines[0].split()[1] == lines[1].split()[1]  # the first run finished before the second began
