@@ -8,6 +8,7 @@ retries, rounds) may change between sessions of the same run.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -236,5 +237,7 @@ def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
             continue
         if isinstance(v, dict) and isinstance(into.get(k), dict):
             _deep_merge(into[k], v)
+        elif isinstance(v, dict):  # a copy: merging later layers must not change this one (the stored method)
+            into[k] = copy.deepcopy(v)
         else:
             into[k] = v
