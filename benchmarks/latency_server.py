@@ -13,7 +13,7 @@ that the server itself was not the bottleneck before trusting a number.
 
 A raw ASGI app (no framework) keeps the server's own CPU per request low, and uvicorn
 listens with a large backlog: a small one loses bursts of new connections (see
-shared/design/test-servers.md §4). Run: `python -m benchmarks.latency_server --port 0`.
+docs/test-servers.md). Run: `python -m benchmarks.latency_server --port 0`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A Hugging Face Hub-compatible HTTP server for tests.
 
 It speaks enough of the Hub's HTTP API for the unmodified ``huggingface_hub`` and ``datasets``
-clients (see ``/work/shared/design/test-servers.md`` §1): repos, NDJSON commits, Git LFS batch
+clients (see ``docs/test-servers.md``): repos, NDJSON commits, Git LFS batch
 uploads, branches, tags, refs, commit history, tree listings and ``resolve`` downloads.
 
 State lives in memory. Every request is logged in :attr:`HubServer.requests`; unknown routes
