@@ -37,5 +37,5 @@ def test_embedded_model_answers_a_run_and_is_evaluated(tmp_path, embedded_tgi):
         max_new_tokens=16,
     )
     summary = asyncio.run(ev)
-    assert summary["safe"] + summary["unsafe"] + summary["unparsed"] == 2
+    assert summary.safe + summary.unsafe + summary.unparsed == 2
     assert (tmp_path / "eval/judgements.parquet").is_file()
