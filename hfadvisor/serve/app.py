@@ -1,168 +1,67 @@
-"""A FastAPI app speaking text-generation-inference's HTTP protocol over any `Backend`.
+"""A FastAPI app speaking the HTTP protocols of TGI, vLLM or llama.cpp over any `Backend`.
 
 Why TGI's protocol: the loop always talks HTTP through `huggingface_hub.AsyncInferenceClient`,
 so the embedded model, the test fakes, a real TGI and an Inference Endpoint all share one code
 path. Validation rules, defaults and error bodies follow TGI's router so that a request that
 works here also works against a real TGI (e.g. `temperature=0` and `top_p=1.0` are 422 on
 `/generate`, as there; the chat route treats `temperature=0` as greedy, as TGI does).
+
+Why flavours: the client must also meet vLLM and llama.cpp as they are (`flavor="vllm"`: 404 for
+a model it does not serve, no `/info`, no `/generate`; `"llamacpp"`: ignores the model name,
+OpenAI error bodies); `"tgi"` is real TGI exactly (its `/info` fields, its grammar shapes only);
+`"hfadvisor"` (default, `hfadvisor serve`) is TGI plus the chat template in `/info` and OpenAI's
+`response_format` shapes. `grammar=False` refuses structured output as TGI launched with
+`--disable-grammar-support` does (422); `grammar="ignore"` drops it silently, as some servers do.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 
 from hfadvisor import __version__
 from hfadvisor.serve.backend import Backend, Generation, GenerationRequest, GenerationRequestError
+from hfadvisor.serve.protocol import (
+    FLAVORS,
+    GRAMMAR_NOT_SUPPORTED,
+    TGI_LIKE,
+    ChatBody,
+    Flavor,
+    GenerateBody,
+    Grammar,
+    Invalid,
+    Parameters,
+    chat_request,
+    generate_request,
+    openai_grammar,
+    parse_body,
+    tgi_grammar,
+    with_grammar,
+)
 
-DEFAULT_MAX_NEW_TOKENS = 100  # TGI's default for the chat route and older /generate
-
-
-class _Invalid(Exception):
-    """A request TGI would answer with 422."""
-
-
-class _Parameters(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    max_new_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    typical_p: float | None = None
-    repetition_penalty: float | None = None
-    best_of: int | None = None
-    seed: int | None = None
-    stop: list[str] | None = None
-    details: bool | None = None
-    do_sample: bool | None = None
-    return_full_text: bool | None = None
-    truncate: int | None = None
+_VLLM_TYPES = {400: "BadRequestError", 404: "NotFoundError", 429: "TooManyRequests", 500: "InternalServerError"}
+_LLAMACPP_TYPES = {400: "invalid_request_error", 404: "not_found_error", 429: "unavailable_error", 500: "server_error"}
 
 
-class _GenerateBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    inputs: str
-    parameters: _Parameters | None = None
-    stream: bool | None = None
-
-
-class _ChatBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    messages: list[dict[str, Any]]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool | None = None
-    stream_options: dict[str, Any] | None = None
-
-
-def _error(status: int, message: str, error_type: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "error_type": error_type}, status_code=status, headers=headers)
+def _tgi_message(exc: Exception) -> str:
+    """TGI prefixes validation errors; body deserialization errors come from axum unprefixed."""
+    message = str(exc)
+    prefixes = ("Failed to deserialize", "Failed to parse", "Input validation error", "Template error")
+    return message if message.startswith(prefixes) else f"Input validation error: {message}"
 
 
 def _sse(payload: dict[str, Any] | str) -> bytes:
+    import json
+
     data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
     return f"data: {data}\n\n".encode()
-
-
-async def _parse(request: Request, model: type[BaseModel]) -> Any:
-    try:
-        return model.model_validate(json.loads(await request.body()))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        raise _Invalid(f"Failed to deserialize the JSON body into the target type: {where}: {error['msg']}") from exc
-    except ValueError as exc:
-        raise _Invalid(f"Failed to parse the request body as JSON: {exc}") from exc
-
-
-def _check_common(max_new_tokens: int | None, top_p: float | None, stop: list[str], max_stops: int) -> None:
-    if max_new_tokens is not None and max_new_tokens <= 0:
-        raise _Invalid("`max_new_tokens` must be strictly positive")
-    if top_p is not None and not 0.0 < top_p < 1.0:
-        raise _Invalid("`top_p` must be > 0.0 and < 1.0")
-    if len(stop) > max_stops:
-        raise _Invalid(f"`stop` supports up to {max_stops} stop sequences. Given: {len(stop)}")
-    if any(not s for s in stop):
-        raise _Invalid("`stop` sequences cannot be empty strings")
-
-
-def _generate_request(body: _GenerateBody, max_stops: int, max_input_tokens: int) -> GenerationRequest:
-    """TGI's /generate rules: sampling iff do_sample or any warper differs from its neutral value."""
-    p = body.parameters or _Parameters()
-    stop = p.stop or []
-    _check_common(p.max_new_tokens, p.top_p, stop, max_stops)
-    if not body.inputs:
-        raise _Invalid("`inputs` cannot be empty")
-    if p.temperature is not None and p.temperature <= 0:
-        raise _Invalid("`temperature` must be strictly positive")
-    if p.top_k is not None and p.top_k <= 0:
-        raise _Invalid("`top_k` must be strictly positive")
-    if p.typical_p is not None and not 0.0 < p.typical_p < 1.0:
-        raise _Invalid("`typical_p` must be > 0.0 and < 1.0")
-    if p.repetition_penalty is not None and p.repetition_penalty <= 0:
-        raise _Invalid("`repetition_penalty` must be strictly positive")
-    if (p.best_of or 1) != 1:
-        raise _Invalid("`best_of` != 1 is not allowed for this endpoint")
-    if p.truncate is not None and not 0 < p.truncate <= max_input_tokens:
-        raise _Invalid(f"`truncate` must be strictly positive and less than {max_input_tokens}. Given: {p.truncate}")
-    temperature = p.temperature if p.temperature is not None else 1.0
-    sampling = bool(p.do_sample) or temperature != 1.0 or p.top_p is not None or p.top_k is not None
-    sampling = sampling or p.typical_p is not None
-    return GenerationRequest(
-        prompt=body.inputs,
-        max_new_tokens=p.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
-        temperature=temperature if sampling else None,
-        top_p=p.top_p if sampling else None,
-        seed=p.seed,
-        stop=stop,
-        truncate=p.truncate,
-    )
-
-
-def _message_text(content: Any) -> str:
-    """OpenAI content is a string or a list of parts; only text parts mean anything here."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    raise _Invalid("message `content` must be a string or a list of text parts")
-
-
-def _chat_request(body: _ChatBody, backend: Backend, max_stops: int) -> GenerationRequest:
-    """TGI's chat rules: greedy only when temperature is 0, otherwise sampling (default 1.0)."""
-    stop = [body.stop] if isinstance(body.stop, str) else (body.stop or [])
-    max_tokens = body.max_completion_tokens or body.max_tokens
-    _check_common(max_tokens, body.top_p, stop, max_stops)
-    if body.temperature is not None and body.temperature < 0:
-        raise _Invalid("`temperature` must be strictly positive")
-    messages = []
-    for message in body.messages:
-        if "role" not in message:
-            raise _Invalid("every message needs a `role`")
-        messages.append({"role": str(message["role"]), "content": _message_text(message.get("content"))})
-    if not messages:
-        raise _Invalid("`messages` cannot be empty")
-    greedy = body.temperature == 0
-    return GenerationRequest(
-        prompt=backend.apply_chat_template(messages),
-        max_new_tokens=max_tokens or DEFAULT_MAX_NEW_TOKENS,
-        temperature=None if greedy else (body.temperature or 1.0),
-        top_p=None if greedy else body.top_p,
-        seed=body.seed,
-        stop=stop,
-    )
 
 
 class _Slots:
@@ -239,22 +138,62 @@ def create_app(
     *,
     max_concurrent_requests: int = 128,
     max_stop_sequences: int = 4,
+    flavor: Flavor = "hfadvisor",
+    grammar: bool | Literal["ignore"] = True,
+    model_name: str | None = None,
 ) -> FastAPI:
-    """Build the TGI-protocol app: `/`, `/generate`, `/generate_stream`, `/v1/chat/completions`, `/info`, `/health`."""
-    app = FastAPI(title="hfadvisor serve (TGI protocol)", version=__version__, docs_url=None, redoc_url=None)
+    """Build the app. TGI-like flavours serve `/`, `/generate`, `/generate_stream`, `/info`; all
+    serve `/v1/chat/completions`, `/v1/models` and `/health`. `model_name` is the served name
+    (vLLM's `--served-model-name`, llama.cpp's `--alias`; default: the backend's model id)."""
+    if flavor not in FLAVORS:
+        raise ValueError(f"unknown flavor {flavor!r}: one of {', '.join(FLAVORS)}")
+    app = FastAPI(title=f"hfadvisor serve ({flavor} protocol)", version=__version__, docs_url=None, redoc_url=None)
+    app.openapi_url = None  # type: ignore[assignment]
     slots = _Slots(max_concurrent_requests)
     fingerprint = f"hfadvisor-{__version__}"
+    served = model_name or backend.model_id
+    tgi_like = flavor in TGI_LIKE
+    max_stops = max_stop_sequences if tgi_like else 64  # vLLM and llama.cpp take any number of stops
+
+    def error(status: int, message: str, error_type: str) -> JSONResponse:
+        """The imitated server's error body: TGI's {error, error_type}, vLLM's or llama.cpp's shapes."""
+        if flavor == "vllm":
+            body: dict[str, Any] = {"object": "error", "message": message, "param": None, "code": status}
+            body["type"] = _VLLM_TYPES.get(status, "BadRequestError")
+        elif flavor == "llamacpp":
+            body = {"error": {"code": status, "message": message, "type": _LLAMACPP_TYPES.get(status, "server_error")}}
+        else:
+            body = {"error": message, "error_type": error_type}
+        return JSONResponse(body, status_code=status)
+
+    def invalid(exc: Exception) -> JSONResponse:
+        if tgi_like:
+            return error(422, _tgi_message(exc), "validation")
+        return error(400, str(exc), "validation")
 
     def overloaded() -> JSONResponse:
-        return _error(429, "Model is overloaded", "overloaded")
+        return error(429, "Model is overloaded", "overloaded")
+
+    def refuse_or_keep(parsed: Grammar | None, kind: str) -> Grammar | None:
+        """Apply the server's grammar support to a well-formed grammar request."""
+        if parsed is None or grammar is True:
+            return parsed
+        if grammar == "ignore":
+            return None
+        if tgi_like:
+            raise Invalid(f"Input validation error: {GRAMMAR_NOT_SUPPORTED}")
+        raise Invalid(f"response_format `{kind}` is not supported by this server")
 
     async def text_generation(request: Request, *, stream: bool | None, wrap: bool) -> Response:
         try:
-            body: _GenerateBody = await _parse(request, _GenerateBody)
-            gen_request = _generate_request(body, max_stop_sequences, backend.max_input_tokens)
-        except _Invalid as exc:
-            return _error(422, f"Input validation error: {exc}", "validation")
-        params = body.parameters or _Parameters()
+            body: GenerateBody = parse_body(await request.body(), GenerateBody)
+            gen_request = generate_request(body, max_stops, backend.max_input_tokens)
+            params = body.parameters or Parameters()
+            if params.grammar is not None:
+                parsed = tgi_grammar(params.grammar, "parameters.grammar", strict=flavor == "tgi")
+                gen_request = with_grammar(gen_request, refuse_or_keep(parsed, "grammar"))
+        except Invalid as exc:
+            return invalid(exc)
         prefix = body.inputs if params.return_full_text else ""
         seed = gen_request.seed if gen_request.temperature is not None else None
         if stream if stream is not None else bool(body.stream):
@@ -265,9 +204,9 @@ def create_app(
         try:
             gen = await backend.generate(gen_request)
         except GenerationRequestError as exc:
-            return _error(422, str(exc), "validation")
+            return error(422, str(exc), "validation")
         except Exception as exc:
-            return _error(500, f"Request failed during generation: {exc}", "generation")
+            return error(500, f"Request failed during generation: {exc}", "generation")
         finally:
             release()
         answer: dict[str, Any] = {"generated_text": prefix + gen.text}
@@ -283,10 +222,10 @@ def create_app(
             iterator, first = await _open_stream(backend, gen_request)
         except GenerationRequestError as exc:
             release()
-            return _error(422, str(exc), "validation")
+            return error(422, str(exc), "validation")
         except Exception as exc:
             release()
-            return _error(500, f"Request failed during generation: {exc}", "generation")
+            return error(500, f"Request failed during generation: {exc}", "generation")
 
         async def events() -> AsyncIterator[bytes]:
             """TGI token events; the held-back last piece carries generated_text and details."""
@@ -318,32 +257,34 @@ def create_app(
 
         return StreamingResponse(events(), media_type="text/event-stream", background=BackgroundTask(release))
 
-    @app.post("/")
-    async def compat_generate(request: Request) -> Response:
-        """TGI's catch-all: a JSON *list* of one answer, or SSE when the body says stream."""
-        return await text_generation(request, stream=None, wrap=True)
+    def chat_grammar(body: ChatBody) -> Grammar | None:
+        spec = body.response_format
+        if spec is None:
+            return None
+        if tgi_like:
+            parsed = tgi_grammar(spec, "response_format", strict=flavor == "tgi")
+        else:
+            parsed = openai_grammar(spec, "response_format", llamacpp=flavor == "llamacpp")
+        kind = str(spec.get("type")) if isinstance(spec, dict) else "?"
+        return refuse_or_keep(parsed, kind)
 
-    @app.post("/generate")
-    async def generate(request: Request) -> Response:
-        return await text_generation(request, stream=False, wrap=False)
-
-    @app.post("/generate_stream")
-    async def generate_stream(request: Request) -> Response:
-        return await text_generation(request, stream=True, wrap=False)
-
-    @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         try:
-            body: _ChatBody = await _parse(request, _ChatBody)
-            gen_request = _chat_request(body, backend, max_stop_sequences)
-        except _Invalid as exc:
-            return _error(422, f"Input validation error: {exc}", "validation")
+            body: ChatBody = parse_body(await request.body(), ChatBody)
+        except Invalid as exc:
+            return invalid(exc)
+        if flavor == "vllm" and body.model is not None and body.model != served:
+            return error(404, f"The model `{body.model}` does not exist.", "not_found")
+        try:
+            gen_request = with_grammar(chat_request(body, backend, max_stops), chat_grammar(body))
+        except Invalid as exc:
+            return invalid(exc)
         except GenerationRequestError as exc:
-            return _error(422, str(exc), "template_error")
+            return error(422 if tgi_like else 400, str(exc), "template_error")
         except Exception as exc:  # the model's Jinja template rejected these messages
-            return _error(422, f"Template error: {exc}", "template_error")
+            return error(422 if tgi_like else 400, f"Template error: {exc}", "template_error")
         created, completion_id = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        base = {"id": completion_id, "created": created, "model": backend.model_id}
+        base = {"id": completion_id, "created": created, "model": backend.model_id if tgi_like else served}
         base["system_fingerprint"] = fingerprint
         release = slots.take()
         if release is None:
@@ -352,9 +293,9 @@ def create_app(
             try:
                 gen = await backend.generate(gen_request)
             except GenerationRequestError as exc:
-                return _error(422, str(exc), "validation")
+                return error(422 if tgi_like else 400, str(exc), "validation")
             except Exception as exc:
-                return _error(500, f"Request failed during generation: {exc}", "generation")
+                return error(500, f"Request failed during generation: {exc}", "generation")
             finally:
                 release()
             choice = {
@@ -363,15 +304,16 @@ def create_app(
                 "logprobs": None,
                 "finish_reason": _openai_finish(gen),
             }
-            return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": _usage(gen)})
+            usage = _usage(gen, flavor)
+            return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
         try:
             iterator, first = await _open_stream(backend, gen_request)
         except GenerationRequestError as exc:
             release()
-            return _error(422, str(exc), "validation")
+            return error(422 if tgi_like else 400, str(exc), "validation")
         except Exception as exc:
             release()
-            return _error(500, f"Request failed during generation: {exc}", "generation")
+            return error(500, f"Request failed during generation: {exc}", "generation")
         include_usage = bool((body.stream_options or {}).get("include_usage"))
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -383,7 +325,7 @@ def create_app(
                     choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
                     yield _sse({**chunk, "choices": [choice], "usage": None})
                     if final is not None and include_usage:
-                        yield _sse({**chunk, "choices": [], "usage": _usage(final)})
+                        yield _sse({**chunk, "choices": [], "usage": _usage(final, flavor)})
                 yield _sse("[DONE]")
             except Exception as exc:
                 yield _sse({"error": f"Request failed during generation: {exc}", "error_type": "generation"})
@@ -393,43 +335,99 @@ def create_app(
 
         return StreamingResponse(chunks(), media_type="text/event-stream", background=BackgroundTask(release))
 
-    @app.get("/info")
-    async def info() -> dict[str, Any]:
-        """TGI's /info (current and older field names), so clients can read limits before sending."""
-        return {
-            "model_id": backend.model_id,
-            "model_sha": None,
-            "model_dtype": "float32",
-            "model_device_type": "cpu",
-            "model_pipeline_tag": "text-generation",
-            "max_concurrent_requests": max_concurrent_requests,
-            "max_best_of": 1,
-            "max_stop_sequences": max_stop_sequences,
-            "max_input_tokens": backend.max_input_tokens,
-            "max_input_length": backend.max_input_tokens,
-            "max_total_tokens": backend.max_total_tokens,
-            "max_batch_size": getattr(backend, "max_batch_size", None),
-            "validation_workers": 1,
-            "max_client_batch_size": 1,
-            "router": "hfadvisor-serve",
-            "version": __version__,
-            "sha": None,
-            "docker_label": None,
-            # Not in TGI: lets `hfadvisor run --chat-template server` render prompts like the model expects.
-            "chat_template": getattr(backend, "chat_template", None),
-            **(getattr(backend, "special_tokens", None) or {}),
-        }
+    app.post("/v1/chat/completions")(chat_completions)
+    if flavor == "llamacpp":
+        app.post("/chat/completions")(chat_completions)
+    if tgi_like:
+
+        @app.post("/")
+        async def compat_generate(request: Request) -> Response:
+            """TGI's catch-all: a JSON *list* of one answer, or SSE when the body says stream."""
+            return await text_generation(request, stream=None, wrap=True)
+
+        @app.post("/generate")
+        async def generate(request: Request) -> Response:
+            return await text_generation(request, stream=False, wrap=False)
+
+        @app.post("/generate_stream")
+        async def generate_stream(request: Request) -> Response:
+            return await text_generation(request, stream=True, wrap=False)
+
+        @app.get("/info")
+        async def info() -> dict[str, Any]:
+            return _tgi_info(backend, flavor, max_concurrent_requests, max_stop_sequences)
 
     @app.get("/health")
     async def health() -> Response:
+        if flavor == "llamacpp":
+            return JSONResponse({"status": "ok"})
         return Response(status_code=200)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        model = {"id": backend.model_id, "object": "model", "created": 0, "owned_by": "hfadvisor"}
-        return {"object": "list", "data": [model]}
+        return _models(served, backend, flavor)
+
+    if flavor == "vllm":
+
+        @app.get("/version")
+        async def version() -> dict[str, Any]:
+            return {"version": "0.10.1"}  # the vLLM release whose error and model shapes this imitates
+
+    if flavor == "llamacpp":
+        app.get("/models")(models)
+
+        @app.exception_handler(HTTPException)
+        async def not_found(request: Request, exc: HTTPException) -> JSONResponse:
+            return error(exc.status_code, "File Not Found" if exc.status_code == 404 else str(exc.detail), "")
 
     return app
+
+
+def _tgi_info(backend: Backend, flavor: Flavor, max_concurrent: int, max_stops: int) -> dict[str, Any]:
+    """TGI's /info as TGI 3.x returns it; our own server adds what lets clients render prompts."""
+    info: dict[str, Any] = {
+        "model_id": backend.model_id,
+        "model_sha": None,
+        "model_pipeline_tag": "text-generation",
+        "max_concurrent_requests": max_concurrent,
+        "max_best_of": 1,
+        "max_stop_sequences": max_stops,
+        "max_input_tokens": backend.max_input_tokens,
+        "max_total_tokens": backend.max_total_tokens,
+        "validation_workers": 1,
+        "max_client_batch_size": 1,
+        "router": "text-generation-router" if flavor == "tgi" else "hfadvisor-serve",
+        "version": "3.3.6" if flavor == "tgi" else __version__,
+        "sha": None,
+        "docker_label": None,
+    }
+    if flavor == "hfadvisor":
+        # Not in TGI: older field names, the batch size, and the chat template so that
+        # `hfadvisor run --chat-template server` renders prompts like the model expects.
+        info |= {
+            "model_dtype": "float32",
+            "model_device_type": "cpu",
+            "max_input_length": backend.max_input_tokens,
+            "max_batch_size": getattr(backend, "max_batch_size", None),
+            "chat_template": getattr(backend, "chat_template", None),
+            **(getattr(backend, "special_tokens", None) or {}),
+        }
+    return info
+
+
+def _models(served: str, backend: Backend, flavor: Flavor) -> dict[str, Any]:
+    """`/v1/models` in each server's shape (vLLM reports `max_model_len`, llama.cpp its `meta`)."""
+    created = int(time.time())
+    if flavor == "vllm":
+        model = {"id": served, "object": "model", "created": created, "owned_by": "vllm", "root": served}
+        model |= {"parent": None, "max_model_len": backend.max_total_tokens, "permission": []}
+        return {"object": "list", "data": [model]}
+    if flavor == "llamacpp":
+        meta = {"n_ctx_train": backend.max_total_tokens, "n_vocab": None, "n_params": None}
+        model = {"id": served, "object": "model", "created": created, "owned_by": "llamacpp", "meta": meta}
+        listed = {"name": served, "model": served, "type": "model", "capabilities": ["completion"]}
+        return {"models": [listed], "object": "list", "data": [model]}
+    return {"object": "list", "data": [{"id": served, "object": "model", "created": 0, "owned_by": served}]}
 
 
 def _token_event(index: int, text: str, *, special: bool = False) -> dict[str, Any]:
@@ -442,12 +440,15 @@ def _openai_finish(gen: Generation) -> str:
     return "length" if gen.finish_reason == "length" else "stop"
 
 
-def _usage(gen: Generation) -> dict[str, int]:
-    return {
+def _usage(gen: Generation, flavor: Flavor) -> dict[str, Any]:
+    usage: dict[str, Any] = {
         "prompt_tokens": gen.prompt_tokens,
         "completion_tokens": gen.generated_tokens,
         "total_tokens": gen.prompt_tokens + gen.generated_tokens,
     }
+    if flavor == "vllm":
+        usage["prompt_tokens_details"] = None
+    return usage
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
