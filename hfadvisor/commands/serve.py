@@ -14,11 +14,14 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8080,
     model: Annotated[str | None, typer.Option(help="local model folder \\[default: embedded SmolLM2-135M]")] = None,
+    grammar: Annotated[
+        bool, typer.Option("--grammar/--no-grammar", help="honour JSON-schema/regex grammars (off: 422, as TGI)")
+    ] = True,
 ) -> None:
     from hfadvisor.serve.process import serve as serve_forever
 
     try:
-        serve_forever(host=host, port=port, model=model)
+        serve_forever(host=host, port=port, model=model, grammar=grammar)
     except HFAdvisorError as e:
         raise fail(e) from None
 

@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny random-weight model, for protocol tests")
     parser.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE)
     parser.add_argument("--max-concurrent-requests", type=int, default=128)
+    parser.add_argument(
+        "--no-grammar", action="store_true", help="refuse structured output (422), like TGI's --disable-grammar-support"
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--fd", type=int, default=None, help=argparse.SUPPRESS)  # inherited listening socket
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             max_concurrent_requests=args.max_concurrent_requests,
             fd=args.fd,
             exit_with_parent=args.exit_with_parent,
+            grammar=not args.no_grammar,
         )
     except HFAdvisorError as exc:
         print(f"hfadvisor: error: {exc}", file=sys.stderr, flush=True)

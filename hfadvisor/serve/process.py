@@ -50,12 +50,14 @@ def serve(
     max_concurrent_requests: int = 128,
     fd: int | None = None,
     exit_with_parent: bool = False,
+    grammar: bool = True,
 ) -> None:
     """Load the model, then serve TGI's protocol until interrupted (blocking).
 
     The model is loaded before the socket answers, so `GET /health` == 200 means ready. `fd` is
     an already-listening socket inherited from a parent (race-free port choice for child servers);
     `exit_with_parent` stops the server if that parent dies without terminating it (SIGKILL).
+    `grammar=False` refuses structured output with TGI's 422, like TGI's `--disable-grammar-support`.
     """
     import uvicorn
 
@@ -67,7 +69,7 @@ def serve(
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
     backend = build_backend(model, tiny=tiny, max_batch_size=max_batch_size)
-    app = create_app(backend, max_concurrent_requests=max_concurrent_requests)
+    app = create_app(backend, max_concurrent_requests=max_concurrent_requests, grammar=grammar)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
     server = uvicorn.Server(config)
     if exit_with_parent:
@@ -109,6 +111,7 @@ def embedded_endpoint(
     tiny: bool = False,
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     quiet: bool = False,
+    grammar: bool = True,
 ) -> Iterator[str]:
     """Run `python -m hfadvisor.serve` as a child on a free local port and yield its base URL.
 
@@ -128,6 +131,8 @@ def embedded_endpoint(
         cmd += ["--model", model]
     if tiny:
         cmd.append("--tiny")
+    if not grammar:
+        cmd.append("--no-grammar")
     tail: deque[str] = deque(maxlen=50)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     try:
