@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,27 @@ FEATURES = {
         }
     ),
 }
+
+
+@dataclass
+class ExportManifest:
+    """What an export holds (`export.json` is its `to_dict()`): which run, rounds, format, splits and files."""
+
+    run_id: str
+    mode: str
+    config_hash: str
+    upto_round: int
+    format: str
+    splits: dict[str, int]  # rows per split
+    fractions: dict[str, float]
+    salt: str
+    rows_without_response: int  # sft: rows left out because `respond` has not answered them yet
+    response_model: str | None
+    system: str | None
+    files: dict[str, str]  # relative path → sha256
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def parse_splits(spec: str) -> dict[str, float]:
@@ -108,8 +130,25 @@ def export(
     jsonl: bool = True,
     system: str | None = None,
     salt: str = SALT,
-) -> dict[str, Any]:
-    """Write the export to `output` (created, or replacing an earlier export); returns its manifest."""
+) -> ExportManifest:
+    """Write the export to `output` (created, or replacing an earlier export).
+
+    Args:
+        run_dir: the run (read-only).
+        output: a new directory, or an earlier export (replaced only once the new one is complete).
+        fmt: `sft` (chat `messages`: prompt + response; needs `hfadvisor respond`) or `prompts`.
+        upto: the last round to export (default: all).
+        splits: train/validation/test fractions (`parse_splits`); `salt` picks the hash.
+        jsonl: also write `<split>.jsonl`.
+        system: a system message put first in every conversation.
+
+    Returns:
+        The export's manifest (also in `export.json`).
+
+    Raises:
+        ConfigError: bad format, or `output` is something else.
+        RunStateError: nothing to export, or `sft` without responses.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     fractions = splits or SPLITS
@@ -146,21 +185,21 @@ def export(
                 (tmp / f"{name}.jsonl").write_text(text, encoding="utf-8")
                 files[f"{name}.jsonl"] = sha256(text.encode())
         responses = read_config(store)
-        manifest = {
-            "run_id": store.info.run_id,
-            "mode": store.info.mode,
-            "config_hash": store.info.config_hash,
-            "upto_round": store.rounds_done - 1 if upto is None else upto,
-            "format": fmt,
-            "splits": {name: len(part) for name, part in by_split.items()},
-            "fractions": fractions,
-            "salt": salt,
-            "rows_without_response": missing,
-            "response_model": responses.model if responses and fmt == "sft" else None,
-            "system": system,
-            "files": files,
-        }
-        (tmp / "export.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        manifest = ExportManifest(
+            run_id=store.info.run_id,
+            mode=store.info.mode,
+            config_hash=store.info.config_hash,
+            upto_round=store.rounds_done - 1 if upto is None else upto,
+            format=fmt,
+            splits={name: len(part) for name, part in by_split.items()},
+            fractions=fractions,
+            salt=salt,
+            rows_without_response=missing,
+            response_model=responses.model if responses and fmt == "sft" else None,
+            system=system,
+            files=files,
+        )
+        (tmp / "export.json").write_text(json.dumps(manifest.to_dict(), indent=1) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(_readme(manifest, store), encoding="utf-8")
         _replace_dir(tmp, out)
     except BaseException:
@@ -181,36 +220,34 @@ def _replace_dir(new: Path, out: Path) -> None:
         os.replace(new, out)
 
 
-def _readme(manifest: dict[str, Any], store: RunStore) -> str:
+def _readme(manifest: ExportManifest, store: RunStore) -> str:
     import yaml
 
     from hfadvisor.card import md
 
     data_files = [
-        {"split": rel.split("/")[1].rsplit("-", 1)[0], "path": rel}
-        for rel in manifest["files"]
-        if rel.startswith("data/")
+        {"split": rel.split("/")[1].rsplit("-", 1)[0], "path": rel} for rel in manifest.files if rel.startswith("data/")
     ]
     meta = {
         "configs": [{"config_name": "default", "data_files": data_files}],
-        "tags": ["hfadvisor", "safety", manifest["mode"], manifest["format"]],
+        "tags": ["hfadvisor", "safety", manifest.mode, manifest.format],
         "license": store.info.preset.get("license", "apache-2.0"),
     }
-    counts = ", ".join(f"{name} {n}" for name, n in manifest["splits"].items())
+    counts = ", ".join(f"{name} {n}" for name, n in manifest.splits.items())
     what = (
         "chat-format `messages` (user prompt, assistant response)"
-        if manifest["format"] == "sft"
+        if manifest.format == "sft"
         else "prompts with their category"
     )
     return (
         f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n\n"
-        f"# Export of hfadvisor run {store.info.run_id[:8]} ({manifest['mode']})\n\n"
-        f"Rounds 0..{manifest['upto_round']}, {what}: {counts}.\n"
+        f"# Export of hfadvisor run {store.info.run_id[:8]} ({manifest.mode})\n\n"
+        f"Rounds 0..{manifest.upto_round}, {what}: {counts}.\n"
         "Splits come from a hash of each row's id, so they are the same in every export of this run.\n"
         + (
-            f"Responses by {md(manifest['response_model'])}; {manifest['rows_without_response']} rows without a "
+            f"Responses by {md(manifest.response_model)}; {manifest.rows_without_response} rows without a "
             "response were left out.\n"
-            if manifest["format"] == "sft"
+            if manifest.format == "sft"
             else ""
         )
         + "\n**Content warning**: the prompts are harmful requests written for safety alignment.\n"

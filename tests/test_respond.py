@@ -163,7 +163,7 @@ def test_export_splits_are_stable_and_loadable(run_dir, target, template_file, t
     a = export(run_dir, tmp_path / "a", splits={"train": 0.6, "validation": 0.2, "test": 0.2})
     export(run_dir, tmp_path / "b", splits={"train": 0.6, "validation": 0.2, "test": 0.2})
     assert tree(tmp_path / "a") == tree(tmp_path / "b")  # byte-identical: deterministic
-    assert sum(a["splits"].values()) == 19 and min(a["splits"].values()) > 0
+    assert sum(a.splits.values()) == 19 and min(a.splits.values()) > 0
 
     dd = datasets.load_dataset(str(tmp_path / "a"))
     assert set(dd) == {"train", "validation", "test"}
@@ -179,11 +179,11 @@ def test_export_splits_are_stable_and_loadable(run_dir, target, template_file, t
         hfadvisor.run(run_dir, endpoints=[gen.url], rounds=5, batch_size=3, metrics=False)
     respond_run(run_dir, [target.url], chat_template=str(template_file))
     c = export(run_dir, tmp_path / "a", splits={"train": 0.6, "validation": 0.2, "test": 0.2})
-    assert sum(c["splits"].values()) == 25
+    assert sum(c.splits.values()) == 25
     again = datasets.load_dataset(str(tmp_path / "a"))
     later = {r["id"]: name for name in again for r in again[name]}
     assert all(later[i] == name for i, name in first.items())
-    assert all(split_of(i, c["fractions"]) == name for i, name in later.items())
+    assert all(split_of(i, c.fractions) == name for i, name in later.items())
 
 
 def test_export_refuses_foreign_directory_and_prompts_format(run_dir, tmp_path):
@@ -194,7 +194,7 @@ def test_export_refuses_foreign_directory_and_prompts_format(run_dir, tmp_path):
         export(run_dir, foreign, fmt="prompts")
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     manifest = export(run_dir, tmp_path / "p", fmt="prompts", upto=1, jsonl=False)
-    assert sum(manifest["splits"].values()) == 13 and not list((tmp_path / "p").glob("*.jsonl"))
+    assert sum(manifest.splits.values()) == 13 and not list((tmp_path / "p").glob("*.jsonl"))
     ds = datasets.load_dataset(str(tmp_path / "p"), split="train")
     assert set(ds.column_names) == {"id", "prompt", "category", "round", "source"}
 
