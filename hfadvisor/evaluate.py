@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from hfadvisor.llm import ChatTemplate, Message, connect, load_chat_template
 from hfadvisor.records import arrow_schema
 from hfadvisor.rundir.clock import now
 from hfadvisor.rundir.files import atomic_write, commit, parquet_bytes
+from hfadvisor.stages.judge import parse_verdict
 
 CHUNK = 64
 PROMPT_COLUMNS = ("prompt", "question", "query", "text", "instruction")
@@ -198,20 +198,6 @@ def _load_dataset_rows(source: str, path: Path, split: str) -> list[dict[str, An
             f"{source}: cannot load the prompts ({type(e).__name__}: {str(e).splitlines()[0][:160]})"
         ) from None
     return list(ds.to_list())
-
-
-def parse_verdict(text: str) -> tuple[str, str]:
-    """(safe | unsafe | unparsed, violated categories) from a LlamaGuard-style answer."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return "unparsed", ""
-    head = re.sub(r"^[\W_]+", "", lines[0].lower())
-    if head.startswith("unsafe"):
-        rest = lines[1] if len(lines) > 1 else re.sub(r"^[\W_]*unsafe[\W_]*", "", lines[0], flags=re.I)
-        return "unsafe", rest.strip()[:200]
-    if head.startswith("safe"):
-        return "safe", ""
-    return "unparsed", ""
 
 
 def _digest(text: str | None) -> str:

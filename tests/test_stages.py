@@ -28,7 +28,8 @@ def test_weakness_parse(preset):
     assert weakness.parse("- Missing: Child exploitation", preset).value == "Child exploitation"
     assert weakness.parse("Harm category: Adult content", preset).value == "Adult content"
     assert weakness.parse("", preset).reason == "empty"
-    assert len(weakness.parse("word " * 40, preset).value.split()) == weakness.MAX_WORDS
+    # a whole sentence is not a category name: rejected, no longer cut to 12 words (that was the bug)
+    assert weakness.parse("word " * 40, preset).reason == "too_long"
 
 
 def test_validator_reasons(preset):

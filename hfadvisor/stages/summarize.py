@@ -3,42 +3,185 @@
 Small models rewrite lists badly (drop lines, loop), so the parsed answer is checked and,
 when it loses lines, replaced by a deterministic fallback (old list + the weakness in at
 most five words). Which one was used is recorded in the round's revision.
+
+In `full` mode the model may rewrite the list, not only grow it: an old line may be renamed
+or merged into a new one as long as every old line is still *covered* (same text up to case
+and punctuation, or its content words all found in one new line — `covers`, replaceable by
+e.g. an embedding matcher through the `covered` argument). Preambles ("Here is the updated
+summary:"), markdown, `(new)` marks and an explanation after the list are not lines.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from hfadvisor.presets import DELIMITER, Preset
-from hfadvisor.stages.text import first_line, normalize, strip_control, strip_label, strip_quotes, words
+from hfadvisor.stages.text import (
+    _HEADING,
+    _INTERJECTION,
+    _PREAMBLE,
+    _SKIP_LINE,
+    _STOP,
+    _THINK,
+    REFUSAL,
+    load_json,
+    normalize,
+    strip_control,
+    strip_emphasis,
+    strip_label,
+    strip_quotes,
+    words,
+)
 
 MAX_WORDS = 5
+MAX_LINE_CHARS = 100
+SCHEMA: dict[str, Any] = {  # full mode: the whole new list
+    "type": "object",
+    "properties": {
+        "summary": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_LINE_CHARS},
+            "minItems": 1,
+        }
+    },
+    "required": ["summary"],
+    "additionalProperties": False,
+}
+SCHEMA_APPEND: dict[str, Any] = {  # append mode: the one new line
+    "type": "object",
+    "properties": {"category": {"type": "string", "minLength": 1, "maxLength": MAX_LINE_CHARS}},
+    "required": ["category"],
+    "additionalProperties": False,
+}
+Covered = Callable[[str, str], bool]
 
 
 @dataclass
 class SummaryUpdate:
+    """The new summary and how it came about, for the revision and the card.
+
+    `added`: new lines covering no old line. `merged`: old line → the new line that now covers
+    it (renamed or merged; model rewrites only). `dropped`: old lines the model's answer lost —
+    non-empty only when that is why the fallback was used (the fallback keeps them).
+    `reason`: the reject code when the model's answer was not used (`not_json`, `refusal`, …).
+    """
+
     summary: list[str]
     source: str  # "model" | "fallback"
     note: str = ""
+    added: list[str] = field(default_factory=list)
+    merged: dict[str, str] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+class FullAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    summary: list[str] = Field(min_length=1)
+
+
+class AppendAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    category: str = Field(min_length=1, max_length=MAX_LINE_CHARS)
 
 
 def build_prompt(preset: Preset, style: str, summary: list[str], weakness: str, new_examples: list[str] | None) -> str:
     return preset.render(style, "summarize", summary=summary, weakness=weakness, new_examples=new_examples or [])
 
 
+_ANNOTATION = re.compile(
+    r"\s*(?:\((?:new|added|newly added|new line|new category|just added)\)|\[(?:new|added)\]"
+    r"|\s[-–—←<]+\s*(?:new|added)(?: line| category)?|🆕|✨)\s*$",
+    re.I,
+)
+_NEW_LINE_IS = re.compile(r"^(?:the )?new (?:line|category|entry|item)(?: is| would be)?\s*[:：]?\s+(?P<x>.+)$", re.I)
+_GENERIC = frozenset(
+    {
+        "harm",
+        "harms",
+        "harmful",
+        "harmfulness",
+        "related",
+        "content",
+        "contents",
+        "issue",
+        "issues",
+        "category",
+        "categories",
+        "and",
+        "or",
+        "of",
+        "the",
+        "a",
+        "an",
+        "to",
+        "in",
+        "on",
+        "for",
+        "with",
+        "other",
+        "general",
+        "misc",
+        "miscellaneous",
+        "activity",
+        "activities",
+        "behavior",
+        "behaviour",
+        "risk",
+        "risks",
+        "type",
+        "types",
+        "abuse",
+    }
+)
+
+
 def _clean(line: str) -> str:
-    return strip_quotes(strip_label(line, ())).rstrip(".;:,").strip()
+    line = strip_emphasis(strip_label(line, ()))
+    line = _ANNOTATION.sub("", line)
+    return strip_quotes(line).rstrip(".;:,").strip()
 
 
-def _covered(summary: list[str], item: str) -> bool:
-    return normalize(item) in {normalize(line) for line in summary}
+def _content_words(line: str) -> list[str]:
+    return [w[:-1] if len(w) > 3 and w.endswith("s") else w for w in normalize(line).split() if w not in _GENERIC]
 
 
-def fallback(summary: list[str], weakness: str, note: str) -> SummaryUpdate:
+def _same_word(a: str, b: str) -> bool:
+    """Equal, or one stem ("financial"/"finance", "violent"/"violence"): a shared prefix of 5+ letters
+    covering most of the longer word ("election"/"electronic" share too little)."""
+    if a == b:
+        return True
+    p = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return p >= 5 and p >= 0.6 * max(len(a), len(b))
+
+
+def covers(old: str, new: str) -> bool:
+    """Does `new` still name what `old` named? Every content word of `old` appears in `new`
+    ("Financial harmfulness" → "Financial fraud harm"); an old line of generic words only
+    ("Harmful content") is covered by its own text alone."""
+    old_words, new_words = _content_words(old), _content_words(new)
+    return bool(old_words) and all(any(_same_word(w, v) for v in new_words) for w in old_words)
+
+
+def fallback(
+    summary: list[str], weakness: str, note: str, *, reason: str = "", dropped: list[str] | None = None
+) -> SummaryUpdate:
     item = words(weakness, MAX_WORDS)
-    new = summary if not item or _covered(summary, item) else [*summary, item]
-    return SummaryUpdate(list(new), "fallback", note)
+    add = bool(item) and normalize(item) not in {normalize(line) for line in summary}
+    return SummaryUpdate(
+        [*summary, item] if add else list(summary),
+        "fallback",
+        note,
+        added=[item] if add else [],
+        dropped=list(dropped or []),
+        reason=reason,
+    )
 
 
 def _related(item: str, weakness: str, summary: list[str]) -> bool:
@@ -51,36 +194,142 @@ def _related(item: str, weakness: str, summary: list[str]) -> bool:
     return bool((set(normalize(item).split()) & set(normalize(weakness).split())) - common)
 
 
-def parse(text: str, summary: list[str], weakness: str, mode: str, *, delimiter: str = DELIMITER) -> SummaryUpdate:
-    """`mode` is `append` (the model wrote only the next line) or `full` (the whole list)."""
+def _is_intro(line: str) -> bool:
+    inter = _INTERJECTION.match(line)
+    rest = line[inter.end() :].strip() if inter else line
+    return not rest or bool(_PREAMBLE.match(rest)) or rest.endswith((":", "："))
+
+
+def _answer_lines(text: str, delimiter: str) -> tuple[list[str], str]:
+    """The summary lines of a full answer (cut at the delimiter), and a reject code if there are none."""
+    lines: list[str] = []
+    blank_after = refusal = False
+    for raw in _THINK.sub("", strip_control(text)).splitlines():
+        line = raw.strip()
+        cut = line.find(delimiter)
+        if cut >= 0:
+            line = line[:cut].strip()
+            if not line:
+                if lines:
+                    break
+                continue  # a rule before the list, not its end
+        if not line:
+            blank_after = bool(lines)
+            continue
+        if _SKIP_LINE.match(line) or _HEADING.match(line):
+            if lines:
+                break
+            continue
+        bare = strip_emphasis(strip_label(line, ()))
+        if not lines and (_is_intro(bare) or _STOP.match(bare)):
+            refusal = refusal or bool(REFUSAL.search(bare))
+            continue
+        if not lines and REFUSAL.search(bare):
+            refusal = True
+            continue
+        if lines and (_STOP.match(bare) or bare.endswith(":") or (blank_after and len(bare.split()) > MAX_WORDS)):
+            break  # an explanation or sign-off after the list
+        if cleaned := _clean(line):
+            lines.append(cleaned)
+        if cut >= 0:
+            break
+    return lines, ("refusal" if refusal else "empty") if not lines else ""
+
+
+def _append_line(text: str) -> str:
+    lines, _ = _answer_lines(text, "\0")
+    if not lines:
+        return ""
+    m = _NEW_LINE_IS.match(lines[0])
+    return words(_clean(m.group("x")) if m else lines[0], MAX_WORDS)
+
+
+def parse(
+    text: str,
+    summary: list[str],
+    weakness: str,
+    mode: str,
+    *,
+    delimiter: str = DELIMITER,
+    covered: Covered | None = None,
+) -> SummaryUpdate:
+    """`mode` is `append` (the model wrote only the next line) or `full` (the whole list, closed by `delimiter`)."""
     if mode == "append":
-        item = words(_clean(first_line(text)), MAX_WORDS)
-        if not item:
-            return fallback(summary, weakness, "empty answer")
-        if _covered(summary, item):  # the model says an existing line covers the weakness...
-            if _related(item, weakness, summary):
-                return SummaryUpdate(list(summary), "model", "already covered")
-            # ...but that line has nothing to do with it: the summary would stop growing
-            return fallback(summary, weakness, f"model named an existing, unrelated line: {item[:60]!r}")
-        if not _related(item, weakness, summary):
-            return fallback(summary, weakness, f"model named an unrelated line: {item[:60]!r}")
-        return SummaryUpdate([*summary, item], "model")
-    body = strip_control(text).split(delimiter, 1)[0]
-    lines = [_clean(ln) for ln in body.splitlines()]
-    lines = [ln for ln in lines if ln]
+        return _append(_append_line(text), summary, weakness)
+    lines, reason = _answer_lines(text, delimiter)
+    if not lines:
+        return fallback(summary, weakness, "no summary lines in the answer", reason=reason)
+    return _full(lines, summary, weakness, covered or covers)
+
+
+def parse_json(
+    text: str,
+    summary: list[str],
+    weakness: str,
+    mode: str,
+    *,
+    delimiter: str = DELIMITER,
+    covered: Covered | None = None,
+) -> SummaryUpdate:
+    """The structured answer (`SCHEMA` in full mode, `SCHEMA_APPEND` in append mode); its lines get
+    the same checks as a text answer. Not JSON or the wrong shape → the fallback, with the reason."""
+    if mode == "append":
+        one = load_json(text, AppendAnswer)
+        if one.value is None:
+            return fallback(summary, weakness, f"{one.reason}: {one.detail}", reason=one.reason or "")
+        return _append(_append_line(one.value.category), summary, weakness)
+    full = load_json(text, FullAnswer)
+    if full.value is None:
+        return fallback(summary, weakness, f"{full.reason}: {full.detail}", reason=full.reason or "")
+    return parse("\n".join(full.value.summary), summary, weakness, "full", delimiter=delimiter, covered=covered)
+
+
+def _append(item: str, summary: list[str], weakness: str) -> SummaryUpdate:
+    if not item:
+        return fallback(summary, weakness, "empty answer", reason="empty")
+    if normalize(item) in {normalize(line) for line in summary}:  # the model says an existing line covers it...
+        if _related(item, weakness, summary):
+            return SummaryUpdate(list(summary), "model", "already covered")
+        # ...but that line has nothing to do with it: the summary would stop growing
+        return fallback(
+            summary, weakness, f"model named an existing, unrelated line: {item[:60]!r}", reason="unrelated"
+        )
+    if not _related(item, weakness, summary):
+        return fallback(summary, weakness, f"model named an unrelated line: {item[:60]!r}", reason="unrelated")
+    return SummaryUpdate([*summary, item], "model", added=[item])
+
+
+def _full(lines: list[str], summary: list[str], weakness: str, covered: Covered) -> SummaryUpdate:
     if len(lines) > len(summary) + 3:
-        return fallback(summary, weakness, f"answer had {len(lines)} lines for {len(summary)} + 1 (looping)")
+        return fallback(
+            summary, weakness, f"answer had {len(lines)} lines for {len(summary)} + 1 (looping)", reason="looping"
+        )
     too_long = [ln for ln in lines if len(ln.split()) > MAX_WORDS]
     if too_long:
-        return fallback(summary, weakness, f"line over {MAX_WORDS} words: {too_long[0][:60]!r}")
+        return fallback(summary, weakness, f"line over {MAX_WORDS} words: {too_long[0][:60]!r}", reason="too_long")
     deduped = list(dict.fromkeys(lines))
     new_keys, old_keys = {normalize(ln) for ln in deduped}, {normalize(ln) for ln in summary}
-    lost = [ln for ln in summary if normalize(ln) not in new_keys]
+    changed = [ln for ln in deduped if normalize(ln) not in old_keys]
+    merged: dict[str, str] = {}
+    lost: list[str] = []
+    for old in summary:
+        if normalize(old) in new_keys:
+            continue
+        target = next((ln for ln in changed if covered(old, ln)), None)
+        if target is None:
+            lost.append(old)
+        else:
+            merged[old] = target
     if lost:
-        return fallback(summary, weakness, f"answer dropped {len(lost)} existing line(s)")
-    added = [ln for ln in deduped if normalize(ln) not in old_keys]
-    if not added:  # else the summary stops growing and the weakness stage keeps finding the same gap
-        return fallback(summary, weakness, "answer added no line for the weakness")
-    if not any(_related(ln, weakness, summary) for ln in added):
-        return fallback(summary, weakness, f"answer added only unrelated line(s): {added[0][:60]!r}")
-    return SummaryUpdate(deduped, "model")
+        return fallback(
+            summary, weakness, f"answer dropped {len(lost)} existing line(s)", reason="dropped_lines", dropped=lost
+        )
+    if not changed:  # else the summary stops growing and the weakness stage keeps finding the same gap
+        return fallback(summary, weakness, "answer added no line for the weakness", reason="no_new_line")
+    if not any(_related(ln, weakness, summary) for ln in changed):
+        return fallback(
+            summary, weakness, f"answer added only unrelated line(s): {changed[0][:60]!r}", reason="unrelated"
+        )
+    targets = set(merged.values())
+    note = f"{len(merged)} line(s) merged or renamed" if merged else ""
+    return SummaryUpdate(deduped, "model", note, added=[ln for ln in changed if ln not in targets], merged=merged)

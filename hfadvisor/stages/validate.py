@@ -1,8 +1,8 @@
 """Every generated query is cleaned and checked; rejects are kept with their reason.
 
-Reasons: `empty`, `too_short`, `too_long`, `refusal`, `duplicate` (same text),
-`near_duplicate` (same text after folding case, punctuation and whitespace). The
-duplicate index holds 16-byte digests only, so memory stays small on long runs.
+The parsers (`text.extract`, `load_json`) reject first, then `Validator.check`; every reason
+code any stage can give is in `REASONS`. The duplicate index holds 16-byte digests only, so
+memory stays small on long runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,21 @@ from collections import Counter
 from hfadvisor.config import Validation
 from hfadvisor.stages.text import normalize
 
-REASONS = ("empty", "too_short", "too_long", "refusal", "duplicate", "near_duplicate")
+REASONS: dict[str, str] = {  # every reject code, in one place
+    "empty": "nothing left once preambles, markdown and quotes are off",
+    "too_short": "shorter than validation.min_chars",
+    "too_long": "longer than validation.max_chars (a weakness: more than 12 words, a sentence, not a name)",
+    "refusal": 'the model refused ("I can\'t help with that") instead of answering',
+    "duplicate": "the same text as a query already kept",
+    "near_duplicate": "the same text as a kept query once case, punctuation and spacing are folded",
+    "preamble_only": 'only an introduction ("Sure, here\'s a new request:") with nothing after it',
+    "meta_talk": 'a sentence about the task ("The request targets…") instead of the thing asked for',
+    "multiple_candidates": 'several answers (a numbered list, "Alternatively:"): which one is meant would be a guess',
+    "truncated": "cut off mid-way: a quote or JSON object opened and never closed",
+    "not_json": "structured path: not one JSON object (plain text, or text around the JSON)",
+    "schema_mismatch": "structured path: JSON of the wrong shape (a field missing, extra or too long)",
+    "no_verdict": "judge: the answer does not start with safe or unsafe",
+}
 
 
 def _digest(text: str) -> bytes:
