@@ -122,7 +122,7 @@ def _panel(model: type[BaseModel], prefix: tuple[str, ...]) -> str:
 def _walk(
     model: type[BaseModel], default: BaseModel, prefix: tuple[str, ...], mode: str, found: list[Flag], skip: dict
 ) -> None:
-    operational = set(getattr(RunConfig, "OPERATIONAL", ()))
+    operational = set(getattr(model, "OPERATIONAL", ()))
     for name, field in model.model_fields.items():
         path = (*prefix, name)
         key = ".".join(path)
@@ -166,11 +166,11 @@ def _walk(
         )
 
 
-def run_flags(mode: str) -> FlagSet:
+def run_flags(mode: str, model: type[RunConfig] = RunConfig) -> FlagSet:
     """Every `RunConfig` setting as a flag of the `run` (mode advisor) or `baseline` command."""
     found: list[Flag] = []
     skip: dict[str, str] = {}
-    _walk(RunConfig, RunConfig(), (), mode, found, skip)
+    _walk(model, model(), (), mode, found, skip)
     return FlagSet(tuple(found), skip)
 
 

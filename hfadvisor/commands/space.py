@@ -15,7 +15,8 @@ import typer
 from typer.core import TyperGroup
 
 from hfadvisor.commands._common import Token, fail, say
-from hfadvisor.errors import HFAdvisorError, MissingDependencyError, require, scrub
+from hfadvisor.deps import require
+from hfadvisor.errors import HFAdvisorError, MissingDependencyError, scrub
 
 
 class _OpenByDefault(TyperGroup):
@@ -57,10 +58,10 @@ def open_space(
     ] = None,
 ) -> None:
     try:
-        require("gradio", "space")
-        require("plotly", "space")
+        require("space", "gradio")
+        require("space", "plotly")
         from hfadvisor.space import SpaceOptions, build_app, launch_kwargs
-        from hfadvisor.space.data import classify_source, open_local
+        from hfadvisor.space.sources import classify_source, open_local
 
         sources = [s for s in (source, compare) if s]
         for s in sources:  # a typo or a non-run fails here, in the terminal, not later in the page
