@@ -103,13 +103,20 @@ def stop_run(state: Session | None) -> str:
     return "Stopping after the current round (complete rounds are kept)."
 
 
+def server_login() -> bool:
+    """The process has a Hugging Face login of its own (HF_TOKEN or `hf auth login`)."""
+    from huggingface_hub import get_token
+
+    return bool(get_token())
+
+
 def push_own_run(opts: SpaceOptions, repo_id: str, public: bool, token: str, state: Session | None) -> str:
     """Push this session's finished run with the session's token (or the server's login where allowed)."""
     if not isinstance(state, Session) or state.live is None or state.live.running:
         raise SpaceError("start a run and let it finish before pushing it")
     if not (repo_id or "").strip():
         raise SpaceError("type the Hub dataset repo to push to (owner/name)")
-    if not token and not opts.server_token:
+    if not token and not (opts.server_token and server_login()):
         raise SpaceError("type a Hugging Face token with write access to push")
     return push(state.live.output, repo_id.strip(), token or None, private=not public)
 
