@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 
+import pyarrow.parquet as pq
 import pytest
 
 import hfadvisor
-from hfadvisor.evaluate import PromptItem, evaluate
+from hfadvisor.evaluate import PromptItem, evaluate, parse_verdict
 from hfadvisor.respond import respond_run
 from hfadvisor.rundir.responses import read_config
 from hfadvisor.rundir.store import RunStore
@@ -37,5 +39,29 @@ def test_embedded_model_answers_a_run_and_is_evaluated(tmp_path, embedded_tgi):
         max_new_tokens=16,
     )
     summary = asyncio.run(ev)
-    assert summary.safe + summary.unsafe + summary.unparsed == 2
-    assert (tmp_path / "eval/judgements.parquet").is_file()
+    judged = pq.read_table(tmp_path / "eval/judgements.parquet").to_pylist()
+    assert [j["id"] for j in judged] == ["1", "2"] and all(j["response"].strip() for j in judged)
+    # each verdict is what the parser reads in the real model's answer (SmolLM2-135M rarely keeps the
+    # format: its verdicts are usually unparsed), and the summary counts exactly those
+    assert [j["verdict"] for j in judged] == [parse_verdict(j["judge_raw"])[0] for j in judged]
+    counts = collections.Counter(j["verdict"] for j in judged)
+    assert [getattr(summary, v) for v in ("safe", "unsafe", "unparsed")] == [counts[v] for v in ("safe", "unsafe", "unparsed")]
+
+    # the same real target answers, judged by a judge that keeps the format: the parser must read both verdicts
+    def judge(req) -> str:
+        assert "<BEGIN CONVERSATION>" in req.prompt and "AGENT: " in req.prompt  # the instruct judge prompt
+        return "unsafe\nS1" if "hurt someone" in req.prompt else "  Safe."
+
+    with running_tgi(ScriptedBackend(judge)) as scripted_judge:
+        ev = evaluate(
+            items,
+            tmp_path / "eval2",
+            target=[embedded_tgi],
+            judge=[scripted_judge.url],
+            judge_format="instruct",
+            max_new_tokens=16,
+        )
+        summary = asyncio.run(ev)
+    judged = pq.read_table(tmp_path / "eval2/judgements.parquet").to_pylist()
+    assert [(j["verdict"], j["violations"]) for j in judged] == [("unsafe", "S1"), ("safe", "")]
+    assert (summary.safe, summary.unsafe, summary.unparsed) == (1, 1, 0)
