@@ -36,45 +36,48 @@ def test_stdout_lines_come_back_and_stderr_goes_to_the_log(pytestconfig, tmp_pat
     assert log.read_text() == "[thing-setup] installing\n"
 
 
-def test_a_session_shows_one_line_per_step_and_a_failure_as_one_line(tmp_path):
-    """In a real pytest session: a line before and after the step on the terminal; a failure, no traceback."""
-    ok = script(tmp_path, "ok-setup.sh", 'echo "[ok-setup] chatter" >&2\necho done')
+def test_a_session_provisions_before_the_first_test_and_reports_a_failure_as_one_line(tmp_path):
+    """A real pytest session: what collected tests need is set up before any test runs (outside the
+    per-test timeout, here 1 s against a 2 s step), one terminal line before and after; a step that
+    cannot work fails just its tests, each with the script's line and no traceback; unneeded steps never run.
+    """
+    ok = script(tmp_path, "ok-setup.sh", 'sleep 2\necho "[ok-setup] chatter" >&2\necho done')
     bad = script(tmp_path, "bad-setup.sh", "echo '[bad-setup] tests need X: run `apt-get install x`' >&2\nexit 3")
+    unused = script(tmp_path, "unused-setup.sh", f"touch {tmp_path / 'unused-ran'}")
+    (tmp_path / "conftest.py").write_text(
+        "from pathlib import Path\nimport pytest\nfrom tests.servers import provision\n"
+        f"provision.NEEDS.clear()\nprovision.NEEDS.update(need_ok=(Path({str(ok)!r}), 'checking ok'), "
+        f"need_bad=(Path({str(bad)!r}), 'checking bad'), need_unused=(Path({str(unused)!r}), 'checking unused'))\n"
+        "@pytest.fixture(scope='session')\ndef need_ok(pytestconfig):\n    return provision.provided(pytestconfig, 'need_ok')\n"
+        "@pytest.fixture(scope='session')\ndef need_bad(pytestconfig):\n    return provision.provided(pytestconfig, 'need_bad')\n"
+        "@pytest.fixture(scope='session')\ndef need_unused(pytestconfig):\n    return provision.provided(pytestconfig, 'need_unused')\n"
+    )
     (tmp_path / "test_inner.py").write_text(
-        "import pytest\nfrom tests.servers.provision import run_setup\n"
-        f"@pytest.fixture(scope='session')\ndef need_ok(pytestconfig):\n    return run_setup(pytestconfig, __import__('pathlib').Path({str(ok)!r}), 'checking ok')\n"
-        f"@pytest.fixture(scope='session')\ndef need_bad(pytestconfig):\n    return run_setup(pytestconfig, __import__('pathlib').Path({str(bad)!r}), 'checking bad')\n"
         "def test_ok(need_ok):\n    assert need_ok == ['done']\n"
         "def test_bad_1(need_bad):\n    pass\n"
         "def test_bad_2(need_bad):\n    pass\n"
+        "def test_plain():\n    pass\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HFADVISOR_TEST_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "pytest", "-p", "tests.servers.provision", "-p", "no:cacheprovider", "-o", "timeout=1"]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:randomly",
-            str(tmp_path / "test_inner.py"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [*cmd, "test_inner.py"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    out = proc.stdout + proc.stderr
+    out = proc.stdout
     assert proc.returncode == 1, out
-    assert "[provision] checking ok (ok-setup.sh" in out and "[provision] ok-setup: ready in" in out
+    lines = out.splitlines()
+    first_test = next(i for i, line in enumerate(lines) if line.startswith("test_inner.py "))
+    steps = [line for line in lines[:first_test] if line.startswith("[provision]")]
+    assert [line.split(" (")[0] for line in steps] == [
+        "[provision] checking ok",
+        "[provision] ok-setup: ready in 2 s",
+        "[provision] checking bad",
+    ]
+    assert not (tmp_path / "unused-ran").exists()  # no collected test needs it
     assert "chatter" not in out  # the script's own output stays in its log
-    assert out.count("[provision] checking bad") == 1  # a session fixture: the failing script ran once
     assert out.count("\ntests need X: run `apt-get install x`\n") == 2  # each test's report: the line alone
-    assert "1 passed" in out and "2 errors" in out
-    assert "Traceback" not in out and "provision.py" not in out
+    assert "2 passed" in out and "2 errors" in out
+    assert "Traceback" not in out and "provision.py" not in out and "warning" not in out
 
 
 def test_exit_3_fails_with_the_scripts_last_line_only(pytestconfig, tmp_path):

@@ -26,14 +26,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from tests.servers.provision import run_setup
+from tests.servers.provision import provided
 
 if TYPE_CHECKING:
     import argilla
 
 SERVERS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = SERVERS_DIR.parent.parent
-SETUP_SCRIPT = REPO_ROOT / ".ci" / "argilla-setup.sh"
 LAUNCHER = SERVERS_DIR / "argilla_launcher" / "launcher.py"
 
 WORKSPACE = "argilla"
@@ -200,8 +199,7 @@ def _write(config: pytest.Config, message: str) -> None:
 
 def _ensure_venv(config: pytest.Config) -> Path:
     """Run the idempotent setup script (installs redis-server + the venv when needed); return the venv."""
-    lines = run_setup(config, SETUP_SCRIPT.name, "Argilla tests: checking redis-server and the argilla-server venv")
-    return Path(lines[-1])
+    return Path(provided(config, "argilla_server")[-1])
 
 
 def _child_env(home: Path, redis_port: int) -> dict[str, str]:

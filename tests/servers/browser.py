@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.servers.provision import run_setup
+from tests.servers.provision import provided
 
 
 @pytest.fixture(scope="session")
 def chromium(pytestconfig: pytest.Config) -> str:
     """Path of the chromium binary (apt-installed the first time; fails with one line when it cannot be)."""
-    return run_setup(pytestconfig, "browser-setup.sh", "browser tests: checking chromium")[-1]
+    return provided(pytestconfig, "chromium")[-1]

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.helpers import free_port
-from tests.servers.provision import run_setup
+from tests.servers.provision import provided
 
 ALIAS = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -60,11 +60,7 @@ def running_llama_server(binary: str, model: str, log: Path, slots: int = 8) -> 
 @pytest.fixture(scope="session")
 def llama_server(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a real llama-server (OpenAI API at `<url>/v1`), built and downloaded on first use."""
-    binary, model = run_setup(
-        pytestconfig,
-        "llama-server-setup.sh",
-        "llama.cpp tests: checking the llama-server binary (built once from source: ~6 min) and the SmolLM2 GGUF",
-    )[-2:]
+    binary, model = provided(pytestconfig, "llama_server")[-2:]
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with running_llama_server(binary, model, log) as url:
         yield url
