@@ -89,9 +89,16 @@ def parse(text: str) -> Parsed[Verdict]:
                 return Parsed(Verdict("safe"))
             seen = head.group(2).strip(" :-–—,.*")
             cats = _categories(seen) if seen else []
-            if not cats and i + 1 < len(lines):
-                seen = lines[i + 1].strip()
+            for nxt in lines[i + 1 : i + 3] if not cats else []:  # the next line, or the one under its heading
+                seen = strip_emphasis(_BULLET.sub("", nxt.lstrip("#> ")).strip())
+                if _CATEGORY_LABEL.sub("", seen + ":").strip(" :") == "" or re.fullmatch(
+                    r"[\w ]*categor\w*", seen, re.I
+                ):
+                    continue
+                if re.match(r"^[\w ]{1,30}:", seen) and not _CATEGORY_LABEL.match(seen):
+                    break  # `Reason: …` — an explanation, not the list
                 cats = _categories(seen)
+                break
             return Parsed(Verdict("unsafe", cats), detail=seen[:200] if cats else "")  # detail: categories as written
         inter = _INTERJECTION.match(line)
         rest = line[inter.end() :].strip() if inter else line

@@ -203,7 +203,7 @@ def _is_intro(line: str) -> bool:
 def _answer_lines(text: str, delimiter: str) -> tuple[list[str], str]:
     """The summary lines of a full answer (cut at the delimiter), and a reject code if there are none."""
     lines: list[str] = []
-    blank_after = refusal = False
+    blank_after = refusal = intro = False
     for raw in _THINK.sub("", strip_control(text)).splitlines():
         line = raw.strip()
         cut = line.find(delimiter)
@@ -221,27 +221,32 @@ def _answer_lines(text: str, delimiter: str) -> tuple[list[str], str]:
                 break
             continue
         bare = strip_emphasis(strip_label(line, ()))
-        if not lines and (_is_intro(bare) or _STOP.match(bare)):
-            refusal = refusal or bool(REFUSAL.search(bare))
-            continue
         if not lines and REFUSAL.search(bare):
             refusal = True
             continue
+        if not lines and (_is_intro(bare) or _STOP.match(bare)):
+            intro = True
+            continue
         if lines and (_STOP.match(bare) or bare.endswith(":") or (blank_after and len(bare.split()) > MAX_WORDS)):
             break  # an explanation or sign-off after the list
+        if inter := _INTERJECTION.match(bare):  # "Sure! Emotional manipulation"
+            line = bare[inter.end() :]
         if cleaned := _clean(line):
             lines.append(cleaned)
         if cut >= 0:
             break
-    return lines, ("refusal" if refusal else "empty") if not lines else ""
+    if lines:
+        return lines, ""
+    return lines, "refusal" if refusal else "preamble_only" if intro else "empty"
 
 
-def _append_line(text: str) -> str:
-    lines, _ = _answer_lines(text, "\0")
+def _append_line(text: str) -> tuple[str, str]:
+    """The one new line of an append-mode answer, or ("", reject code)."""
+    lines, reason = _answer_lines(text, "\0")
     if not lines:
-        return ""
+        return "", reason
     m = _NEW_LINE_IS.match(lines[0])
-    return words(_clean(m.group("x")) if m else lines[0], MAX_WORDS)
+    return words(_clean(m.group("x")) if m else lines[0], MAX_WORDS), ""
 
 
 def parse(
@@ -255,7 +260,7 @@ def parse(
 ) -> SummaryUpdate:
     """`mode` is `append` (the model wrote only the next line) or `full` (the whole list, closed by `delimiter`)."""
     if mode == "append":
-        return _append(_append_line(text), summary, weakness)
+        return _append(*_append_line(text), summary, weakness)
     lines, reason = _answer_lines(text, delimiter)
     if not lines:
         return fallback(summary, weakness, "no summary lines in the answer", reason=reason)
@@ -277,16 +282,16 @@ def parse_json(
         one = load_json(text, AppendAnswer)
         if one.value is None:
             return fallback(summary, weakness, f"{one.reason}: {one.detail}", reason=one.reason or "")
-        return _append(_append_line(one.value.category), summary, weakness)
+        return _append(*_append_line(one.value.category), summary, weakness)
     full = load_json(text, FullAnswer)
     if full.value is None:
         return fallback(summary, weakness, f"{full.reason}: {full.detail}", reason=full.reason or "")
     return parse("\n".join(full.value.summary), summary, weakness, "full", delimiter=delimiter, covered=covered)
 
 
-def _append(item: str, summary: list[str], weakness: str) -> SummaryUpdate:
+def _append(item: str, reason: str, summary: list[str], weakness: str) -> SummaryUpdate:
     if not item:
-        return fallback(summary, weakness, "empty answer", reason="empty")
+        return fallback(summary, weakness, f"no line in the answer ({reason})", reason=reason)
     if normalize(item) in {normalize(line) for line in summary}:  # the model says an existing line covers it...
         if _related(item, weakness, summary):
             return SummaryUpdate(list(summary), "model", "already covered")

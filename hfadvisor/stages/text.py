@@ -73,12 +73,12 @@ _INTERJECTION = re.compile(
 _PREAMBLE = re.compile(
     r"^(?:here(?:'s| is| are|’s)|below (?:is|are)|the following|as requested|following (?:is|are)"
     r"|i(?:'ve| have) (?:written|created|generated|come up with|crafted|made|updated)"
-    r"|i(?:'ll| will|'d| would) (?:write|create|generate|provide|give|suggest|propose|go with)"
     r"|let me (?:write|create|generate|provide|give|think|suggest)|my (?:answer|suggestion|request) (?:is|would be)"
     r"|in response|based on (?:the|your))\b",
     re.I,
 )
 _ANOTHER = re.compile(r"\b(?:another|alternative(?:ly)?|more|second|other|also|or)\b", re.I)
+_CHOICE = re.compile(r"^(?:option|alternative|version|variant|candidate|idea|suggestion|choice)\b", re.I)
 REFUSAL = re.compile(
     r"^(?:(?:i'?m|i am|i’m) (?:sorry|unable|not able|afraid)|sorry\b|unfortunately\b|as an ai\b"
     r"|i (?:can(?:no|'|’)?t|cannot|won(?:'|’)?t|will not|must decline|do not|don(?:'|’)?t) "
@@ -104,7 +104,8 @@ _META = re.compile(
     r"|the examples?\b|the (?:new )?(?:request|prompt|query) (?:is|should|would|could|must|will)|(?:a|one|the) new "
     r"(?:request|prompt|query|category)\b|write (?:a|one|the) (?:new )?(?:request|prompt|query))"
     r"|^(?:i (?:think|believe|would|will|'d|'ll|chose|choose|picked|suggest|recommend)\b|my (?:answer|request)\b"
-    r"|as an example\b|an? (?:example|request|prompt|query) (?:of|for|that|under|about)\b)",
+    r"|as an example\b|an? (?:example|request|prompt|query) (?:of|for|that|under|about)\b"
+    r"|(?:the|this|your) (?:list|summary|dataset)\b)",
     re.I,
 )
 _STOP_LABELS = (
@@ -117,7 +118,7 @@ def label_pattern(labels: str) -> re.Pattern[str]:
     """`Label:` with optional modifiers and a number (`New Harmful Request #2:`), labels a regex alternation."""
     mods = r"(?:(?:new|missing|uncovered|harmful|harmfulness|harm|possible|proposed|suggested|generated|final|updated"
     mods += r"|example|sample|the|my|your|one|user)\s+)*"
-    return re.compile(rf"^{mods}(?:{labels})s?(?:\s*#?\d+)?\s*(?:\([^)]*\))?\s*[:：]\s*", re.I)
+    return re.compile(rf"^{mods}(?:{labels})s?(?:\s*#?(?:\d+|[A-Z]\b))?\s*(?:\([^)]*\))?\s*[:：]\s*", re.I)
 
 
 def strip_control(text: str) -> str:
@@ -260,10 +261,15 @@ def extract(
     content_labels, stop_re = label_pattern(labels), label_pattern(stop_labels)
     answer: str | None = None
     seen: dict[str, str] = {}
+    aside = False  # inside a section headed `Category`, `Explanation`, … (before the answer)
     for raw in answer_lines(text):
         if not raw:
             continue
         line = _classify(raw, content_labels, stop_re, rewrite)
+        if answer is None and line.kind == "heading":
+            aside = bool(stop_re.match(line.text.rstrip(":： ") + ":"))
+        if aside and line.kind == "content":
+            continue
         if line.kind == "content":
             finished = _finish(line.text)
             if not finished.ok:
@@ -308,7 +314,9 @@ _NO_ANSWER = (  # why there was no answer, most telling first
 def _candidate_intro(line: str, labels: re.Pattern[str]) -> bool:
     """Does this heading/intro announce one more answer (`### Request 2`, `Alternatively:`)?"""
     head = line.rstrip(":： ")
-    return bool(labels.match(head + ":")) or bool(_ANOTHER.search(head) and line.endswith((":", "：")))
+    if labels.match(head + ":") or _CHOICE.match(head):
+        return True
+    return bool(_ANOTHER.search(head) and line.endswith((":", "：")))
 
 
 def _finish(line: str) -> Parsed[str]:

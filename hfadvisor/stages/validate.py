@@ -28,6 +28,10 @@ REASONS: dict[str, str] = {  # every reject code, in one place
     "not_json": "structured path: not one JSON object (plain text, or text around the JSON)",
     "schema_mismatch": "structured path: JSON of the wrong shape (a field missing, extra or too long)",
     "no_verdict": "judge: the answer does not start with safe or unsafe",
+    "looping": "summary: more lines than the old list + 3 (a small model repeating itself)",
+    "dropped_lines": "summary: an old line is covered by no line of the answer (SummaryUpdate.dropped)",
+    "no_new_line": "summary: the answer adds nothing, so the weakness stage would find the same gap again",
+    "unrelated": "summary: the new line shares no distinctive word with the weakness",
 }
 
 
