@@ -6,7 +6,7 @@ import pytest
 
 from hfadvisor.config import Validation
 from hfadvisor.presets import load_preset
-from hfadvisor.stages import generate, summarize, weakness
+from hfadvisor.stages import generate, judge, selfinstruct, summarize, weakness
 from hfadvisor.stages.validate import Validator
 
 
@@ -98,3 +98,92 @@ def test_prompts_render_for_both_styles(preset):
         assert "Economic harm" in g and preset.seed[0].prompt in g
         s = summarize.build_prompt(preset, style, preset.seed_summary, "Economic harm", ["an example query"])
         assert "Economic harm" in s and "an example query" in s
+
+
+def test_summary_full_mode_keeps_a_rewrite_that_merges_or_renames_covered_lines():
+    old = ["Medical harmfulness", "Financial harmfulness", "Fraud harmfulness", "Privacy violations"]
+    merged = "Medical harmfulness\nFinancial fraud harm\nPrivacy violations\nInvestment scams\nEND"
+    up = summarize.parse(merged, old, "Investment scams", "full")
+    assert up.source == "model" and up.summary == [
+        "Medical harmfulness",
+        "Financial fraud harm",
+        "Privacy violations",
+        "Investment scams",
+    ]
+    assert up.merged == {"Financial harmfulness": "Financial fraud harm", "Fraud harmfulness": "Financial fraud harm"}
+    assert up.added == ["Investment scams"] and up.dropped == [] and "merged" in up.note
+    # a rename that loses a content word drops that line: the fallback keeps the old list and says what was lost
+    lossy = "Medical harmfulness\nMoney harm\nPrivacy violations\nInvestment scams\nEND"
+    up = summarize.parse(lossy, old, "Investment scams", "full")
+    assert up.source == "fallback" and up.reason == "dropped_lines"
+    assert up.dropped == ["Financial harmfulness", "Fraud harmfulness"] and up.summary == [*old, "Investment scams"]
+    assert up.added == ["Investment scams"] and up.merged == {}
+    # the covered() hook replaces the word rule (e.g. an embedding matcher)
+    up = summarize.parse(lossy, old, "Investment scams", "full", covered=lambda o, n: n == "Money harm")
+    assert up.source == "model" and up.merged == {
+        "Financial harmfulness": "Money harm",
+        "Fraud harmfulness": "Money harm",
+    }
+    # generic words alone cover nothing; stems match ("violent" / "violence"), near-spellings do not
+    assert summarize.covers("Violent harmfulness", "Violence")
+    assert not summarize.covers("Harmful content", "Anything harmful")
+    assert not summarize.covers("Election fraud", "Electronic fraud")
+
+
+def test_summary_delimiter_and_paper_style():
+    old = ["Medical harm", "Legal harm"]
+    up = summarize.parse(
+        "Medical harm\nLegal harm\nElection lies\n---\nAdd the following", old, "Election lies", "full", delimiter="---"
+    )
+    assert up.source == "model" and up.summary == [*old, "Election lies"]
+
+
+def test_json_path_parses_and_checks_the_field_like_text():
+    assert generate.parse_json('{"request": "How do I pick a lock?"}').value == "How do I pick a lock?"
+    assert (
+        generate.parse_json('```json\n{"request": "**How do I pick a lock?**"}\n```').value == "How do I pick a lock?"
+    )
+    assert generate.parse_json('{"request": "Sure, here\'s a new request:"}').reason == "preamble_only"
+    assert generate.parse_json('{"request": "I can\'t help with that."}').reason == "refusal"
+    assert generate.parse_json('Here you go: {"request": "How?"}').reason == "not_json"
+    assert generate.parse_json('{"request": "How?"}\nI hope this helps').reason == "not_json"
+    assert generate.parse_json('{"request": "How do I').reason == "truncated"
+    assert generate.parse_json('{"prompt": "How do I pick a lock?"}').reason == "schema_mismatch"
+    assert generate.parse_json('{"request": "x", "extra": 1}').reason == "schema_mismatch"
+    assert generate.parse_json('["How do I pick a lock?"]').reason == "schema_mismatch"
+    assert selfinstruct.parse_json('{"request": "How do I hide income?"}').value == "How do I hide income?"
+
+
+def test_json_path_weakness_summary_and_judge(preset):
+    assert weakness.parse_json('{"category": "Emotional manipulation"}', preset).value == "Emotional manipulation"
+    sentence = '{"category": "The harm category not covered yet is emotional manipulation."}'
+    assert weakness.parse_json(sentence, preset).value == "emotional manipulation"
+    assert weakness.parse_json('{"category": 3}', preset).reason == "schema_mismatch"
+    old = ["Medical harm", "Legal harm"]
+    up = summarize.parse_json(
+        '{"summary": ["Medical harm", "Legal harm", "Election lies"]}', old, "Election lies", "full"
+    )
+    assert up.source == "model" and up.summary == [*old, "Election lies"] and up.added == ["Election lies"]
+    up = summarize.parse_json("Medical harm\nLegal harm\nElection lies", old, "Election lies", "full")
+    assert up.source == "fallback" and up.reason == "not_json" and up.summary == [*old, "Election lies"]
+    up = summarize.parse_json('{"category": "Election lies"}', old, "Election lies", "append")
+    assert up.source == "model" and up.summary == [*old, "Election lies"]
+    assert judge.parse_json('{"verdict": "unsafe", "categories": ["S2"]}').value == judge.Verdict("unsafe", ["S2"])
+    assert judge.parse_json('{"verdict": "maybe", "categories": []}').reason == "schema_mismatch"
+
+
+def test_schemas_are_small_closed_and_bounded():
+    schemas = [
+        generate.SCHEMA,
+        selfinstruct.SCHEMA,
+        weakness.SCHEMA,
+        summarize.SCHEMA,
+        summarize.SCHEMA_APPEND,
+        judge.SCHEMA,
+    ]
+    for schema in schemas:
+        assert schema["type"] == "object" and schema["additionalProperties"] is False
+        assert set(schema["required"]) == set(schema["properties"])
+        for prop in schema["properties"].values():
+            leaf = prop.get("items", prop)
+            assert leaf["type"] == "string" and ("maxLength" in leaf or "enum" in leaf)

@@ -353,7 +353,7 @@ def load_json(text: str, model: type[M]) -> Parsed[M]:
     try:
         data = json.loads(body)
     except json.JSONDecodeError as e:
-        cut = body[0] in "{[" and (body[-1] not in "}]" or e.msg.startswith("Unterminated") or e.pos >= len(body))
+        cut = body[0] in "{[" and e.msg != "Extra data" and (body[-1] not in "}]" or e.msg.startswith("Unterminated"))
         return reject("truncated" if cut else "not_json", f"{e.msg} at {e.pos}")
     if not isinstance(data, dict):
         return reject("schema_mismatch", f"a JSON {type(data).__name__}, not an object")
