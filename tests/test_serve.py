@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -24,10 +25,9 @@ from huggingface_hub.errors import (
     ValidationError,
 )
 
-from hfadvisor.errors import EndpointError
+from hfadvisor.errors import EndpointError, GenerationRequestError
 from hfadvisor.serve import embedded
 from hfadvisor.serve import model as model_files
-from hfadvisor.serve.backend import GenerationRequestError
 from hfadvisor.serve.process import embedded_endpoint
 from tests.servers.tgi import Fault, ScriptedBackend, TGIServer, running_tgi
 
@@ -335,9 +335,11 @@ def test_ensure_model_converts_once_atomically(tmp_path: Path, monkeypatch: pyte
 
 
 def test_embedded_endpoint_runs_and_stops_a_child() -> None:
-    with embedded_endpoint(tiny=True, startup_timeout=120) as url:
+    with embedded_endpoint(tiny=True, startup_timeout=120, grammar=False) as url:
         out = asyncio.run(client(url).text_generation("Hi", max_new_tokens=3, details=True))
         assert out.details.generated_tokens == 3
+        refused = post(url, "/generate", {"inputs": "Hi", "parameters": {"grammar": {"type": "regex", "value": "a"}}})
+        assert refused.status_code == 422 and refused.json()["error"].endswith("grammar is not supported")
     with pytest.raises(httpx2.ConnectError):
         httpx2.get(url + "/health", trust_env=False)
 
@@ -378,3 +380,213 @@ def test_ensure_model_is_cached(embedded_tgi: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(subprocess, "run", no_pip)
     folder = embedded.ensure_model()
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+# -- structured output and server flavours ------------------------------------------------------
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"label": {"enum": ["safe", "unsafe"]}, "flagged": {"type": "boolean"}},
+    "required": ["label", "flagged"],
+    "additionalProperties": False,
+}
+
+
+def fits_schema(text: str) -> bool:
+    """SCHEMA by hand (no jsonschema dependency): exactly the two keys, of the right kinds."""
+    value = json.loads(text)
+    return (
+        set(value) == {"label", "flagged"} and value["label"] in ("safe", "unsafe") and type(value["flagged"]) is bool
+    )
+
+
+def chat_body(response_format: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 20,
+        "response_format": response_format,
+        **extra,
+    }
+
+
+def test_grammar_reaches_the_backend_over_both_apis() -> None:
+    backend = ScriptedBackend(lambda r: json.dumps({"label": "safe", "flagged": False}))
+    with running_tgi(backend) as server:
+
+        async def go() -> tuple[str, Any]:
+            c = client(server.url)
+            text = await c.text_generation("Hi", max_new_tokens=20, grammar={"type": "json", "value": SCHEMA})
+            fmt = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True}}
+            chat = await c.chat_completion([{"role": "user", "content": "Hi"}], max_tokens=20, response_format=fmt)
+            return text, chat
+
+        text, chat = asyncio.run(go())
+        regex = post(
+            server.url, "/generate", {"inputs": "Hi", "parameters": {"grammar": {"type": "regex", "value": "a+"}}}
+        )
+    assert fits_schema(text) and fits_schema(chat.choices[0].message.content)
+    assert regex.status_code == 200
+    assert [r.json_schema for r in backend.requests] == [SCHEMA, SCHEMA, None]
+    assert backend.requests[2].regex == "a+" and backend.requests[0].regex is None
+
+
+def test_grammar_off_answers_tgis_422_and_ignore_drops_it() -> None:
+    backend = ScriptedBackend()
+    with running_tgi(backend, grammar=False) as server:
+
+        async def go() -> None:
+            await client(server.url).text_generation("Hi", max_new_tokens=5, grammar={"type": "json", "value": SCHEMA})
+
+        with pytest.raises(ValidationError, match="grammar is not supported"):
+            asyncio.run(go())
+        chat = post(server.url, "/v1/chat/completions", chat_body({"type": "json", "value": SCHEMA}))
+        plain = post(server.url, "/v1/chat/completions", chat_body(None))
+    assert chat.status_code == 422
+    assert chat.json() == {"error": "Input validation error: grammar is not supported", "error_type": "validation"}
+    assert plain.status_code == 200 and len(backend.requests) == 1  # refused calls never reach the model
+    with running_tgi(backend, grammar="ignore") as server:
+        ignored = post(server.url, "/v1/chat/completions", chat_body({"type": "json", "value": SCHEMA}))
+    assert ignored.status_code == 200 and backend.requests[-1].json_schema is None
+
+
+OPENAI_FMT = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True}}
+TGI_FMT = {"type": "json", "value": SCHEMA}
+
+
+@pytest.mark.parametrize(
+    ("flavor", "response_format", "status", "seen"),
+    [
+        ("hfadvisor", OPENAI_FMT, 200, SCHEMA),
+        ("hfadvisor", TGI_FMT, 200, SCHEMA),
+        ("hfadvisor", {"type": "json_object"}, 200, {}),
+        ("hfadvisor", {"type": "text"}, 200, None),
+        ("tgi", TGI_FMT, 200, SCHEMA),
+        ("tgi", {"type": "json_object", "value": SCHEMA}, 200, SCHEMA),
+        ("tgi", {"type": "json_schema", "value": {"name": "v", "schema": SCHEMA}}, 200, SCHEMA),
+        ("tgi", OPENAI_FMT, 422, "missing field `value`"),  # real TGI: serde tag/content wants `value`
+        ("tgi", {"type": "json", "value": {"type": "array"}}, 422, "must have a 'properties' field"),
+        ("vllm", OPENAI_FMT, 200, SCHEMA),
+        ("vllm", {"type": "json_object"}, 200, {}),
+        ("vllm", TGI_FMT, 400, "Input should be"),
+        # what huggingface_hub 2.4's chat_completion turns OpenAI's json_schema into: vLLM and
+        # llama.cpp read it as plain json_object (any object), the schema is lost
+        ("vllm", {"type": "json_object", "value": SCHEMA}, 200, {}),
+        ("llamacpp", {"type": "json_object", "value": SCHEMA}, 200, {}),
+        ("llamacpp", OPENAI_FMT, 200, SCHEMA),
+        ("llamacpp", {"type": "json_object", "schema": SCHEMA}, 200, SCHEMA),
+        ("llamacpp", TGI_FMT, 400, 'must be one of "text" or "json_object", but got: json'),
+    ],
+)
+def test_response_format_shapes_per_flavor(flavor: str, response_format: Any, status: int, seen: Any) -> None:
+    backend = ScriptedBackend()
+    with running_tgi(backend, flavor=flavor) as server:
+        answer = post(server.url, "/v1/chat/completions", chat_body(response_format, model=backend.model_id))
+    assert answer.status_code == status, answer.text
+    if status == 200:
+        assert backend.requests[-1].json_schema == seen
+    else:
+        body = answer.json()
+        message = body.get("message") or body["error"]
+        message = message["message"] if isinstance(message, dict) else message
+        assert seen in message and not backend.requests
+
+
+def test_vllm_flavor_serves_openai_routes_only() -> None:
+    backend = ScriptedBackend()
+    with running_tgi(backend, flavor="vllm", model_name="org/served") as server:
+        models = httpx2.get(server.url + "/v1/models", trust_env=False).json()
+
+        async def chat(model: str | None) -> Any:
+            c = AsyncInferenceClient(base_url=server.url, timeout=60)
+            return await c.chat_completion([{"role": "user", "content": "Hi"}], max_tokens=5, model=model)
+
+        with pytest.raises(HfHubHTTPError) as refused:
+            asyncio.run(chat(None))  # without a model the hub client (2.4) sends "dummy"
+        out = asyncio.run(chat("org/served"))
+        info = httpx2.get(server.url + "/info", trust_env=False)
+        generate = post(server.url, "/generate", {"inputs": "Hi"})
+        health = httpx2.get(server.url + "/health", trust_env=False)
+    assert [m["id"] for m in models["data"]] == ["org/served"] and models["data"][0]["max_model_len"] == 8192
+    sent = next(r.json for r in server.requests if r.method == "POST")
+    assert refused.value.response.status_code == 404 and sent["model"] != "org/served"
+    assert refused.value.response.json() == {
+        "object": "error",
+        "message": f"The model `{sent['model']}` does not exist.",
+        "type": "NotFoundError",
+        "param": None,
+        "code": 404,
+    }
+    assert out.model == "org/served" and out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
+    assert out.usage.completion_tokens > 0
+    assert info.status_code == 404 and generate.status_code == 404 and health.status_code == 200
+    assert len(backend.requests) == 1
+
+
+def test_llamacpp_flavor_ignores_the_model_name() -> None:
+    backend = ScriptedBackend()
+    with running_tgi(backend, flavor="llamacpp", model_name="HuggingFaceTB/SmolLM2-135M-Instruct") as server:
+        out = asyncio.run(client(server.url).chat_completion([{"role": "user", "content": "Hi"}], max_tokens=5))
+        models = httpx2.get(server.url + "/v1/models", trust_env=False).json()
+        info = httpx2.get(server.url + "/info", trust_env=False)
+        health = httpx2.get(server.url + "/health", trust_env=False).json()
+    assert out.usage.prompt_tokens > 0 and out.choices[0].message.content
+    assert models["data"][0]["id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert info.status_code == 404 and info.json()["error"]["type"] == "not_found_error"
+    assert health == {"status": "ok"}
+
+
+def test_tgi_flavor_info_has_real_tgis_fields_only(tiny_tgi: TGIServer) -> None:
+    with running_tgi(tiny_tgi.backend, flavor="tgi") as server:
+        info = httpx2.get(server.url + "/info", trust_env=False).json()
+        models = httpx2.get(server.url + "/v1/models", trust_env=False).json()
+    ours = httpx2.get(tiny_tgi.url + "/info", trust_env=False).json()
+    assert set(info) == {
+        "model_id", "model_sha", "model_pipeline_tag", "max_concurrent_requests", "max_best_of",
+        "max_stop_sequences", "max_input_tokens", "max_total_tokens", "validation_workers",
+        "max_client_batch_size", "router", "version", "sha", "docker_label",
+    }  # fmt: skip
+    assert info["max_input_tokens"] == 1024 and info["max_total_tokens"] == 2048
+    assert "chat_template" in ours and set(info) < set(ours)  # our own server adds what real TGI lacks
+    assert models["data"][0]["id"] == "hfadvisor/tiny-random-llama"
+
+
+def test_tiny_model_mixes_constrained_and_free_rows_in_one_batch(tiny_tgi: TGIServer) -> None:
+    backend = tiny_tgi.backend
+    grammars = [{"type": "json", "value": SCHEMA}, {"type": "regex", "value": "(yes|no) [0-9]{2}"}, None]
+
+    async def go(n: int) -> list[str]:
+        c = client(tiny_tgi.url)
+        calls = [c.text_generation(f"Row {i}", max_new_tokens=40, grammar=grammars[i % 3]) for i in range(n)]
+        return await asyncio.gather(*calls)
+
+    asyncio.run(go(2))  # compiles the two grammars (a first compile makes its row miss the batch)
+    before, compiles = len(backend.batch_sizes), backend.grammars.compiles  # type: ignore[attr-defined]
+    answers = asyncio.run(go(9))
+    sizes = backend.batch_sizes[before:]  # type: ignore[attr-defined]
+    constrained = backend.constrained_rows[before:]  # type: ignore[attr-defined]
+    assert all(fits_schema(a) for a in answers[0::3])
+    assert all(re.fullmatch("(yes|no) [0-9]{2}", a) for a in answers[1::3])
+    assert not any(re.fullmatch("(yes|no) [0-9]{2}", a) for a in answers[2::3])  # free rows stay free
+    assert sum(sizes) == 9 and sum(constrained) == 6
+    assert any(0 < k < n for k, n in zip(constrained, sizes, strict=True)), (sizes, constrained)  # mixed batch
+    assert backend.grammars.compiles == compiles  # type: ignore[attr-defined]  # served from the cache
+    bad = post(tiny_tgi.url, "/generate", {"inputs": "x", "parameters": {"grammar": {"type": "regex", "value": "("}}})
+    assert bad.status_code == 422 and "grammar is not valid" in bad.json()["error"]
+
+
+def test_instruct_style_answers_chatty_or_clean_json(scripted_tgi: TGIServer) -> None:
+    backend = ScriptedBackend.instruct_style()
+    with running_tgi(backend) as server:
+
+        async def go() -> tuple[list[str], str]:
+            c = client(server.url)
+            chatty = [await c.chat_completion([{"role": "user", "content": "Go"}], max_tokens=200) for _ in range(5)]
+            fmt = {"type": "json", "value": {"properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}}
+            clean = await c.chat_completion([{"role": "user", "content": "Go"}], max_tokens=200, response_format=fmt)
+            return [a.choices[0].message.content for a in chatty], clean.choices[0].message.content
+
+        chatty, clean = asyncio.run(go())
+    style = backend.style
+    assert all(any(m in text for m in style.meant) and text not in style.meant for text in chatty)
+    assert len({text.split("\n")[0] for text in chatty}) == 5  # five different preambles/wrappers
+    assert json.loads(clean)["prompt"] == style.meant[-1] and style.structured == 1 and style.chatty == 5

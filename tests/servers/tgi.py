@@ -53,6 +53,9 @@ class ScriptedCall:
 class ScriptedBackend:
     """A `Backend` whose answers come from `respond(request)` (a str, or a full `Generation`).
 
+    The request carries the grammar the client asked for (`request.json_schema`, `request.regex`),
+    unless the server was started with `grammar=False` (422) or `grammar="ignore"` (dropped).
+
     Stop strings and max_new_tokens are applied like a real model would (whitespace-separated
     words count as tokens); `respond` may raise to produce a 500 (or a
     `GenerationRequestError` for a 422). `delay` seconds are awaited before each answer.
@@ -72,6 +75,22 @@ class ScriptedBackend:
         self.respond: Callable[[GenerationRequest], str | Generation] = respond or self.default_respond
         self.calls: list[ScriptedCall] = []
         self.delay = 0.0
+        self.style: Any = None  # the InstructStyle of `instruct_style()` backends
+
+    @classmethod
+    def instruct_style(
+        cls, core: Callable[[GenerationRequest, int], str] | None = None, styles: tuple[str, ...] | None = None
+    ) -> ScriptedBackend:
+        """A backend answering like real instruct models (preambles, markdown, numbered candidates,
+        fences, sign-offs) around one distinct request per call, and clean JSON fitting the schema
+        when the request carried one. `backend.style.meant` lists every request it meant to send.
+        """
+        from tests.servers.instruct_style import STYLES, InstructStyle
+
+        backend = cls()
+        backend.style = InstructStyle(core, styles or STYLES)
+        backend.respond = backend.style
+        return backend
 
     def default_respond(self, request: GenerationRequest) -> str:
         """One distinct line per call: good enough for loops that dedupe their outputs."""
@@ -248,7 +267,13 @@ class TGIServer:
 
 @contextlib.contextmanager
 def running_tgi(backend: Backend, **app_kwargs: Any) -> Iterator[TGIServer]:
-    """Serve `create_app(backend, **app_kwargs)` (behind the fault injector) on a free local port."""
+    """Serve `create_app(backend, **app_kwargs)` (behind the fault injector) on a free local port.
+
+    Server options (see `hfadvisor.serve.app.create_app`): `flavor="hfadvisor"|"tgi"|"vllm"|"llamacpp"`
+    (real TGI's exact /info and grammar shapes; vLLM's 404 for an unknown model and no /info; llama.cpp
+    ignoring the model name), `grammar=True|False|"ignore"`, `model_name=` (the served model id),
+    `max_concurrent_requests=`, `max_stop_sequences=`.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
