@@ -94,3 +94,20 @@ def test_the_space_imports_neither_compare_nor_matplotlib():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_measure_runs_round_by_round_on_the_shared_list(runs):
+    from hfadvisor.errors import ConfigError
+    from hfadvisor.metrics.run import measure_runs, shared_categories
+
+    stores = [RunStore.open(runs[m]) for m in ("advisor", "baseline")]
+    measured = measure_runs(stores, upto=1)
+    assert measured.categories == shared_categories(stores)[0]
+    for i, store in enumerate(stores):
+        series = measured.series[i]
+        assert [p["round"] for p in series] == [0, 1]
+        assert series[-1]["rows"] == store.table(1).num_rows
+        assert sum(measured.final(i)["rows_per_category"].values()) == store.table(1).num_rows
+        assert "rows_per_category" not in series[0]  # kept for the last round only
+    with pytest.raises(ConfigError, match="--rounds must be"):
+        measure_runs(stores, upto=-1)
