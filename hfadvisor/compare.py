@@ -12,16 +12,36 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hfadvisor.errors import ConfigError, MissingDependencyError
+from hfadvisor.deps import require
+from hfadvisor.errors import ConfigError
 from hfadvisor.metrics.run import measure, shared_categories
-from hfadvisor.rundir.store import RunStore, atomic_write
+from hfadvisor.rundir import paths
+from hfadvisor.rundir.files import atomic_write
+from hfadvisor.rundir.store import RunStore
 
 WIDTH, HEIGHT, DPI = 1000, 600, 100  # every plot is 1000×600 px
 TOP_CATEGORIES = 25
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+@dataclass
+class CompareReport:
+    """What `compare` measured (`compare.json` is its `to_dict()`)."""
+
+    categories: list[str]  # the shared category list every run was measured against
+    categories_from: str  # where that list came from, in words
+    embedding_model: str
+    runs: dict[str, dict[str, Any]]  # label → final figures, identity, own card metrics
+    series: dict[str, list[dict[str, Any]]]  # label → figures after every round
+    evaluations: dict[str, dict[str, Any]]  # label → an `hfadvisor evaluate` summary.json
+    plots: list[str]  # PNG file names written next to report.md
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _labels(stores: list[RunStore], given: list[str] | None) -> list[str]:
@@ -36,7 +56,7 @@ def _labels(stores: list[RunStore], given: list[str] | None) -> list[str]:
 def _evaluations(stores: list[RunStore], labels: list[str], extra: list[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, Path] = {}
     for store, label in zip(stores, labels, strict=True):
-        for summary in sorted((store.path / "evaluations").glob("*/summary.json")):
+        for summary in sorted(store.path.glob(paths.EVALUATION_SUMMARIES_GLOB)):
             found[f"{label}: {summary.parent.name}"] = summary.parent
     for spec in extra:
         label, sep, directory = spec.partition("=")
@@ -172,17 +192,28 @@ def compare(
     categories_file: Path | None = None,
     evaluations: list[str] | None = None,
     upto: int | None = None,
-) -> dict[str, Any]:
+) -> CompareReport:
     """Measure every run against a shared category list, write `report.md`, PNG plots and `compare.json`.
 
-    `upto` compares rounds 0..upto of every run (equal budgets when the runs have different lengths).
+    Args:
+        runs: run directories (read-only).
+        output: the report's directory (created).
+        labels: one name per run (default: mode and folder name).
+        categories_file: a neutral category list, one per line (default: the runs' own, merged).
+        evaluations: extra `LABEL=DIR` safety evaluations (RUN/evaluations/* are found by themselves).
+        upto: compare rounds 0..upto of every run (equal budgets when the runs have different lengths).
+
+    Returns:
+        The figures of every run, round by round.
+
+    Raises:
+        ConfigError: bad labels, categories file or evaluation directories.
+        MissingDependencyError: the `metrics` extra is not installed.
+        RunStateError: a directory is not a readable run.
     """
     if not runs:
         raise ConfigError("give at least one run directory (two or more to compare)")
-    try:
-        import matplotlib  # noqa: F401
-    except ModuleNotFoundError:
-        raise MissingDependencyError("compare needs matplotlib: pip install 'hfadvisor[metrics]'") from None
+    require("metrics", "matplotlib", feature="compare")
     from hfadvisor.metrics.embed import shared_embedder
 
     stores = [RunStore.open(path, repair=False) for path in runs]
@@ -223,30 +254,22 @@ def compare(
             if last
             else {},
         }
-    report = {
-        "categories": categories,
-        "categories_from": taxonomy,
-        "embedding_model": embedder.name,
-        "runs": runs_info,
-        "series": series,
-        "evaluations": evals,
-        "plots": list(plots),
-    }
-    atomic_write(out / "compare.json", (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode())
+    report = CompareReport(categories, taxonomy, embedder.name, runs_info, series, evals, list(plots))
+    atomic_write(out / "compare.json", (json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n").encode())
     atomic_write(out / "report.md", report_markdown(report).encode())
     return report
 
 
-def report_markdown(report: dict[str, Any]) -> str:
+def report_markdown(report: CompareReport) -> str:
     from hfadvisor.card import md
 
-    runs = report["runs"]
+    runs = report.runs
     labels = list(runs)
     lines = [
         "# Run comparison",
         "",
-        f"Every run is measured against the same {len(report['categories'])} categories: "
-        f"{md(report['categories_from'])}. A row counts for the category whose {md(report['embedding_model'])} "
+        f"Every run is measured against the same {len(report.categories)} categories: "
+        f"{md(report.categories_from)}. A row counts for the category whose {md(report.embedding_model)} "
         "embedding is closest to its prompt's.",
         "",
         "| | " + " | ".join(md(label) for label in labels) + " |",
@@ -279,13 +302,13 @@ def report_markdown(report: dict[str, Any]) -> str:
         "| category | " + " | ".join(md(label) for label in labels) + " |",
         "|---|" + "---|" * len(labels),
     ]
-    for cat in report["categories"]:
+    for cat in report.categories:
         counts = [runs[label]["rows_per_category"].get(cat, 0) for label in labels]
         lines.append(f"| {md(cat)} | " + " | ".join(str(c) for c in counts) + " |")
-    if report["evaluations"]:
+    if report.evaluations:
         lines += ["", "## Safety", "", "![safe rate per category](safety.png)", ""]
         lines += ["| evaluation | target | judge | prompts | safe rate |", "|---|---|---|---|---|"]
-        for label, ev in report["evaluations"].items():
+        for label, ev in report.evaluations.items():
             rate = "—" if ev.get("safe_rate") is None else f"{100 * ev['safe_rate']:.1f}%"
             lines.append(
                 f"| {md(label)} | {md(ev.get('target_model'))} | {md(ev.get('judge_model'))} | "

@@ -16,8 +16,8 @@ class HFAdvisorError(Exception):
     exit_code: int = 2
 
 
-class ConfigError(HFAdvisorError):
-    """Bad configuration: flags, YAML file, presets, seed files."""
+class ConfigError(HFAdvisorError, ValueError):
+    """Bad configuration: flags, YAML file, presets, seed files (also a ValueError: a bad value given)."""
 
 
 class RunStateError(HFAdvisorError):
@@ -33,20 +33,31 @@ class ModelOutputError(HFAdvisorError):
 
 
 class MissingDependencyError(HFAdvisorError):
-    """An optional dependency is not installed; the message carries the install command."""
+    """An optional dependency is not installed; the message carries the install command (`hfadvisor.deps`)."""
+
+
+class HubError(HFAdvisorError):
+    """Pushing to or pulling from the Hub failed; the local run is untouched.
+
+    `retryable`: the Hub kept failing transiently (network, 5xx, 429); trying later may work.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class LabellingError(HFAdvisorError):
+    """An Argilla problem the user can fix; the message is one line and never holds the API key."""
+
+
+class GenerationRequestError(HFAdvisorError):
+    """The backend refuses a request as given (too long, empty): the server answers TGI's 422."""
 
 
 def scrub(text: str, secret: str | None) -> str:
     """Remove a secret (a token, an API key) from any text that may reach a terminal, a log, a page or a file."""
     return text.replace(secret, "***") if secret else text
-
-
-def require(module: str, extra: str) -> None:
-    """Fail with a one-line install hint when an optional dependency is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(f"'{module}' is not installed; install it with: pip install 'hfadvisor[{extra}]'")
 
 
 def first_user_error(group: BaseExceptionGroup) -> HFAdvisorError | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from hfadvisor.errors import ConfigError
+from hfadvisor.deps import hint
+from hfadvisor.errors import MissingDependencyError
 
 if TYPE_CHECKING:
     from hfadvisor.config import RunConfig
@@ -61,9 +62,7 @@ def build_plugins(config: RunConfig) -> list[Plugin]:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            raise ConfigError(
-                f"`{flag}` needs the '{e.name}' package: pip install 'hfadvisor[{_extra(flag)}]'"
-            ) from None
+            raise MissingDependencyError(hint(_extra(flag), e.name or module, f"`{flag}`")) from None
         plugins.append(getattr(mod, cls)(config))
     return plugins
 

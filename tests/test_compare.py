@@ -97,34 +97,34 @@ def test_compare_writes_report_and_plots(two_runs, tmp_path):
 
     # the figures are the shared-category metrics of each run's rows, round by round
     advisor, baseline = RunStore.open(two_runs / "advisor"), RunStore.open(two_runs / "baseline")
-    assert set(report["categories"]) >= set(advisor.last.summary_after) | {
+    assert set(report.categories) >= set(advisor.last.summary_after) | {
         r.weakness for r in advisor.revisions() if r.weakness
     }
-    assert len(report["series"]["advisor"]) == 5 and report["runs"]["advisor"]["rounds"] == 4
+    assert len(report.series["advisor"]) == 5 and report.runs["advisor"]["rounds"] == 4
     for store, label in ((advisor, "advisor"), (baseline, "baseline")):
-        fresh = MetricState(shared_embedder(), report["categories"])
+        fresh = MetricState(shared_embedder(), report.categories)
         fresh.add(store.table().column("prompt").to_pylist())
         expected = fresh.snapshot()
         for key in ("rows", "categories_covered", "distinct_2", "near_duplicate_rate"):
-            assert report["runs"][label][key] == expected[key], key
-        assert report["runs"][label]["vendi"] == pytest.approx(expected["vendi"], abs=1e-2)
+            assert report.runs[label][key] == expected[key], key
+        assert report.runs[label]["vendi"] == pytest.approx(expected["vendi"], abs=1e-2)
     # the near-copies of the baseline are caught; the varied advisor prompts are more diverse
-    assert report["runs"]["baseline"]["near_duplicate_rate"] > report["runs"]["advisor"]["near_duplicate_rate"]
-    assert report["runs"]["advisor"]["vendi"] > report["runs"]["baseline"]["vendi"]
-    ev = report["evaluations"]["advisor: guard"]
+    assert report.runs["baseline"]["near_duplicate_rate"] > report.runs["advisor"]["near_duplicate_rate"]
+    assert report.runs["advisor"]["vendi"] > report.runs["baseline"]["vendi"]
+    ev = report.evaluations["advisor: guard"]
     assert ev["safe_rate"] == pytest.approx(2 / 3)
 
     # equal budgets: only rounds 0..2
     short = compare([two_runs / "advisor", two_runs / "baseline"], tmp_path / "short", upto=2)
-    assert [p["round"] for p in short["series"]["advisor (advisor)"]] == [0, 1, 2]
+    assert [p["round"] for p in short.series["advisor (advisor)"]] == [0, 1, 2]
 
 
 def test_compare_categories_file_and_errors(two_runs, tmp_path):
     cats = tmp_path / "cats.txt"
     cats.write_text("Poisoning\nMoney laundering\nStalking\n")
     report = compare([two_runs / "baseline"], tmp_path / "one", categories_file=cats)
-    assert report["categories"] == ["Poisoning", "Money laundering", "Stalking"]
-    assert report["runs"]["baseline (baseline)"]["rows_per_category"]["Poisoning"] >= 20
+    assert report.categories == ["Poisoning", "Money laundering", "Stalking"]
+    assert report.runs["baseline (baseline)"]["rows_per_category"]["Poisoning"] >= 20
     with pytest.raises(ConfigError, match="--label given 1 times for 2 runs"):
         compare([two_runs / "advisor", two_runs / "baseline"], tmp_path / "x", labels=["a"])
     with pytest.raises(ConfigError, match="LABEL=DIR"):

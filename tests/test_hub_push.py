@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 import hfadvisor
 from hfadvisor.cli import app
-from hfadvisor.hub import HubError
+from hfadvisor.errors import HubError
 from hfadvisor.hub.publish import parse_trailers
 from hfadvisor.rundir.store import RunStore, round_name, sha256
 from hfadvisor.serve.backend import GenerationRequest

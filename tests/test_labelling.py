@@ -15,8 +15,8 @@ import argilla as rg
 import pytest
 
 import hfadvisor
-from hfadvisor.errors import RunStateError
-from hfadvisor.labelling.client import Connection, LabellingError, resolve
+from hfadvisor.errors import LabellingError, RunStateError
+from hfadvisor.labelling.client import Connection, resolve
 from hfadvisor.labelling.pull import pull
 from hfadvisor.labelling.push import parse_rounds, push
 from hfadvisor.rundir.labels import latest

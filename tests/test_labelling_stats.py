@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from hfadvisor.errors import LabellingError
 from hfadvisor.labelling import stats
-from hfadvisor.labelling.client import Connection, LabellingError, one_line, public_url, resolve
+from hfadvisor.labelling.client import Connection, one_line, public_url, resolve
 from hfadvisor.labelling.schema import category_labels
 from hfadvisor.rundir.labels import LABEL_SCHEMA, latest, pulls, write
 

@@ -7,7 +7,7 @@ record: `hfadvisor pull` restores a run that `hfadvisor run` continues on anothe
 
 from __future__ import annotations
 
-from hfadvisor.hub.errors import HubError
+from hfadvisor.errors import HubError
 from hfadvisor.hub.publish import HubPublisher, PushedResponses, PushedRound, push_run
 from hfadvisor.hub.pull import pull_run
 

@@ -10,22 +10,11 @@ from __future__ import annotations
 import httpx2
 from huggingface_hub.errors import HfHubHTTPError
 
-from hfadvisor.errors import HFAdvisorError, scrub
+from hfadvisor.errors import scrub
 
 # Worth retrying: timeouts, rate limits, server errors; 409/412 mean someone moved a ref
 # (a tag or main) under us, which a re-read of the Hub's state resolves.
 TRANSIENT_STATUS = frozenset({408, 409, 412, 429, 500, 502, 503, 504})
-
-
-class HubError(HFAdvisorError):
-    """Pushing to or pulling from the Hub failed; the local run is untouched.
-
-    `retryable`: the Hub kept failing transiently (network, 5xx, 429); trying later may work.
-    """
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -14,7 +14,7 @@ import asyncio
 import sys
 
 from hfadvisor.config import RunConfig
-from hfadvisor.hub.errors import HubError
+from hfadvisor.errors import HubError
 from hfadvisor.hub.publish import HubPublisher, PushedRound
 from hfadvisor.plugins import Plugin
 from hfadvisor.records import Revision, RunInfo

@@ -33,8 +33,8 @@ from huggingface_hub.utils import validate_repo_id
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from hfadvisor import card
-from hfadvisor.errors import ConfigError, HFAdvisorError
-from hfadvisor.hub.errors import HubError, describe, is_transient
+from hfadvisor.errors import ConfigError, HFAdvisorError, HubError
+from hfadvisor.hub.errors import describe, is_transient
 from hfadvisor.llm.ledger import Ledger
 from hfadvisor.records import Revision
 from hfadvisor.rundir import paths, responses

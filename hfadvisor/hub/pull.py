@@ -14,8 +14,8 @@ from pathlib import Path
 
 from huggingface_hub import constants, get_token, snapshot_download
 
-from hfadvisor.errors import RunStateError
-from hfadvisor.hub.errors import HubError, describe
+from hfadvisor.errors import HubError, RunStateError
+from hfadvisor.hub.errors import describe
 from hfadvisor.rundir import paths
 from hfadvisor.rundir.files import atomic_write
 from hfadvisor.rundir.store import RunStore

@@ -13,6 +13,6 @@ labels (stats, weakness feedback) works without it.
 
 from __future__ import annotations
 
-from hfadvisor.labelling.client import LabellingError
+from hfadvisor.errors import LabellingError
 
 __all__ = ["LabellingError"]

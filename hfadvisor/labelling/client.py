@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from hfadvisor.errors import HFAdvisorError, require
+from hfadvisor.deps import require
+from hfadvisor.errors import LabellingError
 
 if TYPE_CHECKING:
     import argilla as rg
@@ -26,10 +27,6 @@ DEFAULT_URL = "http://localhost:6900"  # the argilla SDK's default
 TIMEOUT_S = 60
 RETRIES = 3  # httpx transport retries on connection failures (0 + 0.5 + 1 s of backoff)
 MAX_MESSAGE = 300
-
-
-class LabellingError(HFAdvisorError):
-    """An Argilla problem the user can fix; the message is one line and never holds the API key."""
 
 
 @dataclass(frozen=True)

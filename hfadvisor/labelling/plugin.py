@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfadvisor.card import md
+from hfadvisor.errors import LabellingError
 from hfadvisor.labelling import client as lc
 from hfadvisor.labelling import stats
-from hfadvisor.labelling.client import LabellingError
 from hfadvisor.labelling.pull import pull, sections_for
 from hfadvisor.labelling.push import default_dataset, push
 from hfadvisor.plugins import Plugin

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfadvisor import card
+from hfadvisor.errors import LabellingError
 from hfadvisor.labelling import client as lc
 from hfadvisor.labelling import schema, stats
-from hfadvisor.labelling.client import Connection, LabellingError
+from hfadvisor.labelling.client import Connection
 from hfadvisor.labelling.push import default_dataset
 from hfadvisor.llm.ledger import Ledger
 from hfadvisor.records import CardSection

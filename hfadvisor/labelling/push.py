@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfadvisor.errors import RunStateError
+from hfadvisor.errors import LabellingError, RunStateError
 from hfadvisor.labelling import client as lc
 from hfadvisor.labelling import schema
-from hfadvisor.labelling.client import Connection, LabellingError
+from hfadvisor.labelling.client import Connection
 from hfadvisor.records import ROW_FEATURES
 from hfadvisor.rundir.store import RunStore
 

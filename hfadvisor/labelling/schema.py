@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hfadvisor.labelling.client import LabellingError
+from hfadvisor.errors import LabellingError
 from hfadvisor.stages.text import normalize
 
 if TYPE_CHECKING:

