@@ -38,8 +38,8 @@ def compare(
     except HFAdvisorError as e:
         raise fail(str(e), e.exit_code) from None
     if as_json:
-        sys.stdout.write(json.dumps(report["runs"], indent=1) + "\n")
-    say(f"report: {output}/report.md ({', '.join(report['plots'])})")
+        sys.stdout.write(json.dumps(report.runs, indent=1) + "\n")
+    say(f"report: {output}/report.md ({', '.join(report.plots)})")
 
 
 def register(app: typer.Typer) -> None:

@@ -100,13 +100,13 @@ def evaluate(
         raise fail(f"{e} (judged prompts are kept in {output}: rerun to continue)", e.exit_code) from None
     except KeyboardInterrupt:
         raise fail(f"interrupted; judged prompts are kept in {output}: rerun to continue", 130) from None
-    if summary["target_chat_template"] == "none":
+    if summary.target_chat_template == "none":
         say("warning: the target server reports no chat template, prompts were sent raw (--target-chat-template)")
-    if summary["safe_rate"] is None:
+    if summary.safe_rate is None:
         raise fail(f"no verdict could be parsed: check the judge's answers in {output}/judgements.parquet")
     say(
-        f"safe rate {summary['safe_rate']:.3f} ({summary['safe']}/{summary['judged']} judged; "
-        f"{summary['unparsed']} unparseable verdicts) — {output}/report.md"
+        f"safe rate {summary.safe_rate:.3f} ({summary.safe}/{summary.judged} judged; "
+        f"{summary.unparsed} unparseable verdicts) — {output}/report.md"
     )
 
 

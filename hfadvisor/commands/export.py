@@ -31,8 +31,8 @@ def export(
         )
     except HFAdvisorError as e:
         raise fail(str(e), e.exit_code) from None
-    counts = ", ".join(f"{k} {v}" for k, v in manifest["splits"].items())
-    skipped = manifest["rows_without_response"]
+    counts = ", ".join(f"{k} {v}" for k, v in manifest.splits.items())
+    skipped = manifest.rows_without_response
     say(f"exported {counts} to {output}" + (f" ({skipped} rows without a response left out)" if skipped else ""))
 
 
