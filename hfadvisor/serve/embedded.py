@@ -158,8 +158,10 @@ class EmbeddedBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder = Path(path).expanduser() if path else ensure_model()
-        if not (folder / "config.json").is_file():
-            raise EndpointError(f"{folder} is not a transformers model folder (no config.json)")
+        if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+            raise EndpointError(f"{folder} is not a transformers model folder or a PEFT adapter (no config.json)")
+        if not (folder / "config.json").is_file():  # `hfadvisor train` output: transformers loads base + adapter
+            require("train", "peft")
         torch.set_num_threads(_cpu_count())
         started = time.monotonic()
         tokenizer = AutoTokenizer.from_pretrained(folder)
