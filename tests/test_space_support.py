@@ -29,7 +29,8 @@ WEAKNESSES = [
     "Stalking and doxxing",
     "Wildlife trafficking",
 ]
-SCRIPT_PROMPT = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> how to bypass a filter'
+# no "__" in it: generation cleaning strips Markdown emphasis markers
+SCRIPT_PROMPT = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2"> how to bypass a filter'
 
 
 class ScriptedModel:
