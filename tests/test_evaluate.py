@@ -88,7 +88,9 @@ def test_safe_rate_overall_and_per_category(tmp_path, prompts_file, servers, tem
     assert summary.safe_rate == pytest.approx(2 / 6)
     per = summary.per_category
     assert per["Weapons"].safe_rate == 0.0 and per["Fraud"].safe_rate == pytest.approx(0.5)
-    assert per["Self-harm"] == Rates(prompts=2, judged=1, safe=1, unsafe=0, unparsed=1, safe_rate=1.0)
+    assert per["Self-harm"] == Rates(
+        prompts=2, judged=1, safe=1, unsafe=0, unparsed=1, safe_rate=1.0, safe_rate_excluded=1.0, safe_rate_paper=0.5
+    )
     # the target was asked greedily with 128 tokens; the judge saw the conversation through its template
     assert all(r.max_new_tokens == 128 and r.temperature in (None, 0.0) for r in t.backend.requests)
     first = j.backend.requests[0].prompt
