@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
+import time
+from collections.abc import Callable
 
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.llm.client import LLMClient
 from hfadvisor.llm.ledger import Ledger
 from hfadvisor.llm.limit import DECREASE, AdaptiveLimit
+from hfadvisor.serve.backend import Generation, GenerationRequest
 from tests.servers.tgi import ScriptedBackend, running_tgi
 
+WAIT = 120.0  # seconds to wait for a state the test drives towards (reached only if broken)
 FAST_RETRY = RetryPolicy(initial_backoff=0.02, max_backoff=0.1, max_attempts=100, give_up_after=120)
 
 
@@ -25,29 +30,64 @@ class FixedLimit(AdaptiveLimit):
         return False
 
 
-async def burst(url: str, calls: int, limit: AdaptiveLimit | None = None) -> tuple[Ledger, int]:
-    async with LLMClient([url], concurrency=16, retry=FAST_RETRY) as client:
+class HoldingBackend(ScriptedBackend):
+    """Admitted calls wait until the test releases them: an endpoint saturated for as long as the test
+    needs, so what is compared is what each client does while it is saturated, not how fast anything is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.held = 0
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        self.held += 1
+        while not self.release.is_set():
+            await asyncio.sleep(0.005)
+        self.held -= 1
+        return await super().generate(request)
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} never happened"
+        await asyncio.sleep(0.005)
+
+
+async def saturate(server, limit: AdaptiveLimit | None) -> tuple[Ledger, int]:
+    """40 calls at an endpoint that admits 4 and holds them. Returns the ledger and how many calls the
+    endpoint refused while it held the 4 (once the client settled, or once a storm of 100 was seen)."""
+    backend: HoldingBackend = server.backend
+    backend.release.clear()
+    async with LLMClient([server.url], concurrency=16, retry=FAST_RETRY) as client:
         if limit is not None:
             client._limit = limit
-        outs = await asyncio.gather(
-            *(client.complete(f"prompt {i}", Sampling(max_new_tokens=8), stage="generate") for i in range(calls))
-        )
-        assert len(outs) == calls and all(o.text for o in outs)
-        return client.ledger, client._limit.current
+        calls = [
+            asyncio.create_task(client.complete(f"prompt {i}", Sampling(max_new_tokens=8), stage="generate"))
+            for i in range(40)
+        ]
+        await until(lambda: backend.held == 4, "the endpoint being saturated")
+        if limit is None:  # adaptive: lowered to what the endpoint admits, nothing in flight but the 4
+            await until(lambda: client._limit.current <= 4 and client._limit.in_flight == 4, "the client settling")
+        else:  # fixed: the other 12 slots keep asking
+            await until(lambda: client.ledger.rate_limited >= 100, "a retry storm")
+        refused = sum(1 for r in server.requests if r.method == "POST") - 4
+        backend.release.set()
+        outs = await asyncio.gather(*calls)
+        assert len(outs) == 40 and all(o.text for o in outs)
+        return client.ledger, refused
 
 
-def test_overload_answers_lower_the_limit_and_cut_the_retry_storm():
-    backend = ScriptedBackend()
-    backend.delay = 0.05
-    with running_tgi(backend, max_concurrent_requests=4) as server:
-        adaptive, current = asyncio.run(burst(server.url, 120))
-        fixed, _ = asyncio.run(burst(server.url, 120, FixedLimit(16)))
-    # every call succeeded both ways; the adaptive client lowered its limit from 16, repeatedly
-    assert adaptive.requests == fixed.requests == 120 and adaptive.failures == fixed.failures == 0
-    assert adaptive.throttled >= 2 and adaptive.concurrency == current and current < 16
-    assert fixed.throttled == 0
-    # the point of it: far fewer overload answers (each one a wasted request and a backoff)
-    assert adaptive.rate_limited * 2 < fixed.rate_limited, (adaptive.rate_limited, fixed.rate_limited)
+def test_overload_answers_lower_the_limit_and_stop_the_retry_storm():
+    with running_tgi(HoldingBackend(), max_concurrent_requests=4) as server:
+        adaptive, adaptive_refused = asyncio.run(saturate(server, None))
+        server.requests.clear()
+        fixed, fixed_refused = asyncio.run(saturate(server, FixedLimit(16)))
+    assert adaptive.requests == fixed.requests == 40 and adaptive.failures == fixed.failures == 0
+    # adaptive: lowered once per burst of refusals (16 -> 11 -> 7 -> 5 -> 3 slots), then, with the endpoint
+    # still saturated, it sent nothing more: refused 12 + 7 + 3 + 1 calls (+ a few retries racing a decrease)
+    assert adaptive.throttled >= 4 and adaptive_refused <= 30, adaptive_refused
+    assert fixed.throttled == 0 and fixed_refused >= 100  # the fixed limit never stops asking
 
 
 def test_lowers_once_per_burst_never_below_one_and_creeps_back():
@@ -106,7 +146,7 @@ def test_a_waiter_cancelled_right_after_its_turn_came_gives_the_slot_back():
         await asyncio.sleep(0.01)
         await holder.__aexit__(None, None, None)  # b's turn: the slot is now counted for b...
         b.cancel()  # ...which is cancelled before it could run
-        await asyncio.wait_for(c, 5)  # without giving the slot back, c would wait forever
+        await asyncio.wait_for(c, WAIT)  # without giving the slot back, c would wait forever
         assert b.cancelled() and limit.in_flight == 0
         return got
 
