@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from hfadvisor import card
 from hfadvisor.config import RunConfig
 from hfadvisor.errors import ModelOutputError, user_errors_first
-from hfadvisor.llm import Ledger, LLMClient
+from hfadvisor.llm import Budget, Completion, Endpoint, Ledger
 from hfadvisor.plugins import Plugin
 from hfadvisor.presets import Preset
 from hfadvisor.records import PoolEntry, Revision, Timings
@@ -47,6 +47,11 @@ class _Silent:
         pass
 
 
+def _schema(module: Any, name: str = "SCHEMA") -> dict[str, Any] | None:
+    """The stage's JSON schema for structured answers (a stage without one always answers as text)."""
+    return getattr(module, name, None)
+
+
 class Runner:
     """Runs the rounds of one run against one LLM client and appends them to the store."""
 
@@ -55,7 +60,7 @@ class Runner:
         store: RunStore,
         config: RunConfig,
         preset: Preset,
-        client: LLMClient,
+        endpoint: Endpoint,
         model: str,
         observer: Observer | None = None,
         card_template: Any = None,
@@ -64,7 +69,8 @@ class Runner:
         self.store = store
         self.config = config
         self.preset = preset
-        self.client = client
+        self.endpoint = endpoint
+        self.client = endpoint.client
         self.model = model
         self.observer = observer or _Silent()
         self.card_template = card_template
@@ -154,13 +160,16 @@ class Runner:
                 seed=call_seed(self.config.seed, "weakness", r, attempt),
                 stop=stop,
                 ledger=ledger,
+                schema=_schema(weakness),
             )
-            parsed = weakness.parse(out.text, self.preset)
-            if parsed:
-                candidate = parsed
+            parsed = (
+                weakness.parse_json(out.text, self.preset) if out.structured else weakness.parse(out.text, self.preset)
+            )
+            if parsed.ok and parsed.value:  # a rejected answer counts as no answer: try again
+                candidate = parsed.value
                 covered = {normalize(line) for line in self.summary}
-                if normalize(parsed) not in covered:
-                    return parsed, attempt, prompt if notes else None
+                if normalize(candidate) not in covered:
+                    return candidate, attempt, prompt if notes else None
         if not candidate:
             raise ModelOutputError(
                 f"round {r}: the model gave no usable weakness in {WEAKNESS_ATTEMPTS} attempts; check the endpoint's "
@@ -170,11 +179,12 @@ class Runner:
 
     async def _batch(
         self, r: int, stage: str, weakness_text: str | None, ledger: Ledger, pool_limit: int | None = None
-    ) -> list[tuple[int, list[PoolEntry], str]]:
+    ) -> list[tuple[int, list[PoolEntry], Completion]]:
         sampling = self.config.sampling.generate if stage == "generate" else self.config.sampling.selfinstruct
         stop = self.preset.stops(self.style, stage)
+        schema = _schema(generate if stage == "generate" else selfinstruct)
 
-        async def one(slot: int) -> tuple[int, list[PoolEntry], str]:
+        async def one(slot: int) -> tuple[int, list[PoolEntry], Completion]:
             examples = self._examples(r, slot, pool_limit)
             shots = [e.example() for e in examples]
             if stage == "generate":
@@ -188,8 +198,9 @@ class Runner:
                 seed=call_seed(self.config.seed, stage, r, slot),
                 stop=stop,
                 ledger=ledger,
+                schema=schema,
             )
-            return slot, examples, out.text
+            return slot, examples, out
 
         with user_errors_first():
             async with asyncio.TaskGroup() as tg:
@@ -197,14 +208,17 @@ class Runner:
         return [t.result() for t in tasks]
 
     def _validate(
-        self, r: int, stage: str, results: list[tuple[int, list[PoolEntry], str]], weakness_text: str | None
+        self, r: int, stage: str, results: list[tuple[int, list[PoolEntry], Completion]], weakness_text: str | None
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         rows, rejects = [], []
         source = "advisor" if stage == "generate" else "baseline"
-        for slot, examples, raw in results:
+        module = generate if stage == "generate" else selfinstruct
+        for slot, examples, out in results:
             row_id = f"{self.run_prefix}-{r:05d}-{slot:03d}"
-            text = generate.parse(raw)
-            reason = self.validator.check(text)
+            raw = out.text
+            parsed = module.parse_json(raw) if out.structured else module.parse(raw)
+            text = parsed.value or ""
+            reason = parsed.reason if not parsed.ok else self.validator.check(text)  # parse rejects first
             if reason:
                 rejects.append(
                     {
@@ -254,16 +268,19 @@ class Runner:
         t2 = time.monotonic()
         new_examples = [row["prompt"] for row in rows] if self.config.summary_sees_examples else None
         prompt = summarize.build_prompt(self.preset, self.style, self.summary, weak, new_examples)
+        mode = self.preset.prompt_set(self.style).summary_output
+        sampling = self.config.sampling.summarize
+        budget = await self.endpoint.budget(prompt, sampling.max_new_tokens)  # the rewrite must fit the server
         out = await self.client.complete(
             prompt,
-            self.config.sampling.summarize,
+            sampling.model_copy(update={"max_new_tokens": budget.max_new_tokens}),
             stage="summarize",
             seed=call_seed(self.config.seed, "summarize", r),
             stop=self.preset.stops(self.style, "summarize"),
             ledger=ledger,
+            schema=_schema(summarize, "SCHEMA_APPEND" if mode == "append" else "SCHEMA"),
         )
-        mode = self.preset.prompt_set(self.style).summary_output
-        update = summarize.parse(out.text, self.summary, weak, mode)
+        update = self._summary_update(out, weak, mode, budget)
         timings.summarize = time.monotonic() - t2
 
         added = [PoolEntry(id=rows[0]["id"], prompt=rows[0]["prompt"], category=weak)] if rows else []
@@ -279,6 +296,18 @@ class Runner:
         self.pool.extend(added)
         self.pool_len[r] = len(self.pool)
         return rev
+
+    def _summary_update(self, out: Completion, weak: str, mode: str, budget: Budget) -> summarize.SummaryUpdate:
+        """Parse the summary answer; one cut off by the token budget is a note, not lost lines."""
+        if out.finish_reason == "length":
+            limit = f"{budget.max_new_tokens}-token budget"
+            if budget.prompt_tokens is not None:
+                limit += f" ({budget.prompt_tokens} prompt tokens, {budget.counted})"
+            return summarize.fallback(self.summary, weak, f"answer cut off at the {limit}")
+        delimiter = self.preset.delimiter(self.style)
+        if out.structured:
+            return summarize.parse_json(out.text, self.summary, weak, mode, delimiter=delimiter)
+        return summarize.parse(out.text, self.summary, weak, mode, delimiter=delimiter)
 
     async def _baseline_generate(self, r: int, pool_limit: int) -> tuple[list[Any], Ledger, str, float]:
         started, t0 = now(), time.monotonic()

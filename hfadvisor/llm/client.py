@@ -22,8 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import jinja2.sandbox
-from huggingface_hub import AsyncInferenceClient
+from huggingface_hub import AsyncInferenceClient, ChatCompletionOutput
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError
+from huggingface_hub.utils import hf_raise_for_status
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
@@ -108,6 +109,7 @@ class _Endpoint:
         self.benched_until = 0.0
         self.support: dict[str, bool] = {}  # stage → does this endpoint honour the stage's schema
         self.probes: dict[str, asyncio.Lock] = {}  # one call per stage finds out; the others wait for it
+        self.http: httpx2.AsyncClient | None = None  # OpenAI-shape schema calls (see LLMClient._chat_openai)
 
 
 class ChatTemplate:
@@ -215,6 +217,8 @@ class LLMClient:
     async def aclose(self) -> None:
         for ep in self._endpoints:
             await ep.client.close()
+            if ep.http is not None:
+                await ep.http.aclose()
 
     # ------------------------------------------------------------------ discovery
     async def info(self) -> dict[str, Any]:
@@ -441,16 +445,20 @@ class LLMClient:
         self, ep: _Endpoint, prompt: str | list[Message], s: Sampling, stops: list[str], top_p: float | None,
         seed: int | None, greedy: bool, schema: dict[str, Any] | None = None,
     ) -> tuple[str, int, int, str | None]:  # fmt: skip
-        out = await ep.client.chat_completion(
-            messages=as_messages(prompt),
-            model=self.model or "tgi",
-            max_tokens=s.max_new_tokens,
-            temperature=0.0 if greedy else s.temperature,
-            top_p=top_p,
-            seed=seed,
-            stop=stops or None,
-            response_format=self._response_format(schema),  # type: ignore[arg-type]
-        )
+        kwargs: dict[str, Any] = {
+            "messages": as_messages(prompt),
+            "model": self.model or "tgi",
+            "max_tokens": s.max_new_tokens,
+            "temperature": 0.0 if greedy else s.temperature,
+            "top_p": top_p,
+            "seed": seed,
+            "stop": stops or None,
+            "response_format": self._response_format(schema),
+        }
+        if schema is not None and self.response_format == "openai":
+            out = await self._chat_openai(ep, kwargs)
+        else:
+            out = await ep.client.chat_completion(**kwargs)
         if not out.choices:
             raise ValueError("answer has no choices")
         text = out.choices[0].message.content
@@ -461,8 +469,19 @@ class LLMClient:
         ctok = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
         return _strip_stops(text, stops), ptok, ctok, out.choices[0].finish_reason
 
+    async def _chat_openai(self, ep: _Endpoint, body: dict[str, Any]) -> ChatCompletionOutput:
+        """POST the chat body as is: huggingface_hub rewrites OpenAI's `json_schema` response_format to
+        TGI's `{"type": "json_object", "value": schema}`, which vLLM and llama.cpp read as "any JSON"."""
+        if ep.http is None:
+            headers = {"authorization": f"Bearer {self._token}"} if self._token else {}
+            ep.http = httpx2.AsyncClient(timeout=self.timeout, headers=headers)
+        payload = {k: v for k, v in body.items() if v is not None} | {"stream": False}
+        resp = await ep.http.post(f"{self._base(ep.url)}/v1/chat/completions", json=payload)
+        hf_raise_for_status(resp)
+        return ChatCompletionOutput.parse_obj_as_instance(resp.json())
+
     def _response_format(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The chat API's schema field in the endpoint's dialect (the hub client sends dicts as they are)."""
+        """The chat API's schema field in the endpoint's dialect."""
         if schema is None:
             return None
         if self.response_format == "tgi":  # released TGI wants `value`, not OpenAI's `json_schema` nesting

@@ -89,6 +89,8 @@ class Endpoint:
             for flavor, body in bodies:
                 try:
                     resp = await http.post(f"{base}/tokenize", json=body)
+                    if resp.status_code in (404, 405):
+                        break  # no such route: the other body shapes would not help
                     data = resp.json() if resp.status_code == 200 else None
                 except (httpx2.HTTPError, ValueError):
                     data = None
