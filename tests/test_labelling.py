@@ -125,6 +125,13 @@ def test_push_repush_annotate_pull_and_card(
     seed = next(r for r in rows if r["round"] == 0)
     assert by_id[seed["id"]].metadata["source"] == "seed"
 
+    # Nothing submitted yet: a pull writes nothing (no labels version, README as it was).
+    readme_before = (out / "README.md").read_bytes()
+    empty = cli("label", "pull", str(out), "--dataset", dataset, "--workspace", WS, env=e)
+    assert empty.returncode == 0, empty.stderr
+    assert f"no submitted responses in Argilla dataset '{dataset}' yet: nothing written" in empty.stderr
+    assert not (out / "labels").exists() and (out / "README.md").read_bytes() == readme_before
+
     # Two annotators label round 1; annotator1 also labels round 2 and adds a category under "other".
     a1, a2 = argilla_server.annotator_keys["annotator1"], argilla_server.annotator_keys["annotator2"]
     round1 = [r for r in rows if r["round"] == 1]
@@ -260,9 +267,7 @@ def test_label_every_pushes_and_pulls_during_the_run(
     client = rg.Argilla(api_url=argilla_server.url, api_key=argilla_server.owner_key)
     by_id = records_by_id(client, dataset)
     assert sorted(by_id) == sorted(store.table().column("id").to_pylist())
-    labels = latest(out)
-    assert labels is not None and labels.manifest.pull == 1 and labels.rows == []  # nothing labelled yet
-    assert labels.manifest.rounds_in_run == 3  # pulled after round 2 (rounds 0..2); unchanged after round 3
+    assert latest(out) is None and not (out / "labels").exists()  # pulled twice, nothing labelled yet: nothing written
     assert_no_secret(argilla_server.owner_key, run_dir=out)
 
 

@@ -105,6 +105,9 @@ def pull_cmd(
         raise fail(e) from None
     where = result.path.relative_to(Path(run_dir)) if result.path.is_relative_to(Path(run_dir)) else result.path
     state = f"labels pull {result.pull} written to {where}" if result.new else f"no new labels since pull {result.pull}"
+    if not result.pull:
+        say(f"no submitted responses in Argilla dataset {result.dataset!r} yet: nothing written")
+        return
     say(
         f"{state}: {result.responses} submitted responses on {result.records} rows from {result.annotators} "
         f"annotators"

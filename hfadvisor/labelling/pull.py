@@ -24,7 +24,7 @@ from hfadvisor.llm.ledger import Ledger
 from hfadvisor.records import CardSection
 from hfadvisor.rundir import paths
 from hfadvisor.rundir.files import atomic_write
-from hfadvisor.rundir.labels import Labels, write
+from hfadvisor.rundir.labels import Labels, latest, write
 
 if TYPE_CHECKING:
     import argilla as rg
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 class PullResult:
     dataset: str
     workspace: str
-    pull: int
+    pull: int  # 0: nothing submitted yet and no earlier pull (nothing written)
     new: bool  # False: nothing changed since the previous pull, nothing written
     responses: int
     records: int
@@ -153,6 +153,19 @@ def pull(
         categories = schema.check(ds, str(ws.name))
         run_rows = store.table(columns=["id", "round", "weakness", "source"]).to_pylist()
         rows, foreign = fetch(client, conn, ds, {r["id"]: r for r in run_rows})
+        if not rows and latest(store.path) is None:  # nothing submitted yet: no labels version, card as it was
+            return PullResult(
+                dataset=name,
+                workspace=str(ws.name),
+                pull=0,
+                new=False,
+                responses=0,
+                records=0,
+                annotators=0,
+                foreign=foreign,
+                seconds=time.monotonic() - t0,
+                path=store.path / paths.LABELS,
+            )
         manifest, new = write(
             store,
             rows,
