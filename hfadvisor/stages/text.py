@@ -56,14 +56,16 @@ _QUOTES = "\"'`“”‘’«»„‚‹›「」『』"
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S | re.I)
 _SKIP_LINE = re.compile(r"^(?:`{3,}.*|~{3,}.*|[-*_=]{3,}|\|?[\s:|-]*-{3,}[\s:|-]*\|?)$")
 _HEADING = re.compile(r"^#{1,6}\s*(.*?)\s*#*$")
+# Emphasis markers wrap words: they open after a non-word character and close before one, so
+# identifiers (`__init__`, `window.__x`) and arithmetic (`2**10`) inside a request are kept.
 _EMPHASIS = [
-    re.compile(r"\*\*(.+?)\*\*"),
-    re.compile(r"__(.+?)__"),
-    re.compile(r"~~(.+?)~~"),
+    re.compile(r"(?<!\w)\*\*(?=\S)(.+?)(?<=\S)\*\*(?!\w)"),
+    re.compile(r"(?<!\w)__(?=\S)(.+?)(?<=\S)__(?!\w)"),
+    re.compile(r"(?<!\w)~~(?=\S)(.+?)(?<=\S)~~(?!\w)"),
     re.compile(r"(?<![\w*])\*(?![\s*])(.+?)(?<![\s*])\*(?![\w*])"),
     re.compile(r"(?<![\w_])_(?![\s_])(.+?)(?<![\s_])_(?![\w_])"),
 ]
-EMPHASIS = re.compile(r"\*\*|__|~~|(?<![\w*])\*(?=\w)")  # what no accepted text may still contain
+EMPHASIS = re.compile(r"(?<!\w)(?:\*\*|__|~~)(?=\S)|(?<![\w*])\*(?=\w)")  # what no accepted text may still contain
 
 _INTERJECTION = re.compile(
     r"^(?:sure(?: thing)?|certainly|of course|absolutely|okay|ok|alright|all right|great|gladly|no problem"
