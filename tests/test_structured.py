@@ -202,6 +202,8 @@ def test_tgi_structured_path_rows_from_json(tmp_path):
     assert {r["prompt"] for r in generated} <= model.meant
     card = (store.path / "README.md").read_text()
     assert "generate: structured (json schema via grammar)" in card
+    log = [json.loads(line) for line in cli("log", "--json", str(store.path)).stdout.splitlines()]
+    assert log[1]["answers"]["generate"] == {"structured": 4, "text": 0}
 
 
 def test_summary_budget_from_info_and_cut_off_recorded(tmp_path):

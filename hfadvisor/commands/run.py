@@ -99,6 +99,8 @@ def log_cmd(
                 "rejects": rev.rejects,
                 "reject_reasons": rev.reject_reasons,
                 "summary_source": rev.summary_source,
+                "summary_note": rev.summary_note,
+                "answers": {k: {"structured": c.structured, "text": c.text} for k, c in rev.ledger.by_stage.items()},
                 "seconds": round(rev.timings.total, 3),
                 "sha256": rev.sha256,
             }
