@@ -187,7 +187,7 @@ def test_cli_evaluate(tmp_path, prompts_file, servers, template):
     assert res.returncode == 0, res.stderr
     assert secret not in res.stderr and not [p for p, data in tree(out).items() if secret.encode() in data]
     assert t.backend.calls[0].request.prompt.startswith("<|user|>\n")  # the target's own chat template
-    assert "safe rate 0.333 (2/6 judged; 1 unparseable verdicts)" in res.stderr
+    assert "safe rate 0.333 [excluded] (2/6 judged; 1 unparseable verdicts; excluded 0.333, paper 0.286)" in res.stderr
     res = cli(
         "evaluate",
         "--target",

@@ -1,0 +1,236 @@
+"""Utility evaluation (MMLU, zero-shot): does safety tuning cost general ability?
+
+The target answers each multiple-choice question greedily (options shown as "(A) … (B) …");
+no judge: the chosen letter is read from the answer by `benchmarks.parse_choice`, and an
+answer that names no option clearly is wrong and counted as `unparsed`. With `structured`
+on or auto, the call carries the JSON schema `{"answer": "A"|"B"|"C"|"D"}` (TGI grammar / chat
+response_format) where the endpoint honours it; off (the default) is the paper's free-text
+protocol, so that models evaluated on different servers stay comparable.
+
+Same directory layout and resume rules as the safety evaluation: `evaluation.json`, `parts/`,
+then `judgements.parquet`, `report.md` and `summary.json` (written last).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Features, Value
+
+from hfadvisor.benchmarks import ANSWER_SCHEMA, LETTERS, Question, mmlu_prompt, parse_choice
+from hfadvisor.config import RetryPolicy, Sampling
+from hfadvisor.errors import ConfigError
+from hfadvisor.evaluate import (
+    CHUNK,
+    check_output,
+    check_target_format,
+    open_output,
+    run_chunks,
+    target_prompt,
+    template_label,
+)
+from hfadvisor.llm import connect, load_chat_template
+from hfadvisor.records import arrow_schema
+from hfadvisor.rundir.files import commit, parquet_bytes
+
+STRUCTURED = ("off", "auto", "on")
+ANSWER_FEATURES = Features(
+    {
+        "id": Value("string"),
+        "subject": Value("string"),
+        "question": Value("string"),
+        "choices": Value("string"),  # JSON list, in letter order
+        "answer": Value("string"),  # the gold letter
+        "response": Value("string"),
+        "response_finish_reason": Value("string"),
+        "structured": Value("bool"),  # the answer was schema-constrained JSON
+        "predicted": Value("string"),  # A-D, or "" when unparsed
+        "parsed_by": Value("string"),  # json | letter | paren | option_text | unparsed
+        "correct": Value("bool"),
+    }
+)
+ANSWER_TABLE_SCHEMA = arrow_schema(ANSWER_FEATURES)
+
+
+@dataclass
+class Accuracy:
+    """Correct answers of a set of questions; unparsed answers count as wrong."""
+
+    questions: int
+    correct: int
+    unparsed: int
+    accuracy: float | None
+
+    @classmethod
+    def of(cls, rows: list[dict[str, Any]]) -> Accuracy:
+        correct = sum(bool(r["correct"]) for r in rows)
+        unparsed = sum(r["parsed_by"] == "unparsed" for r in rows)
+        return cls(len(rows), correct, unparsed, correct / len(rows) if rows else None)
+
+
+@dataclass
+class UtilityResult:
+    """What was evaluated and how many answers were right (`summary.json` is its `to_dict()`)."""
+
+    source: str
+    prompts: int
+    chunk_size: int
+    prompts_sha256: str
+    target_model: str
+    target_api: str
+    target_chat_template: str
+    target_sampling: dict[str, Any]
+    kind: str
+    benchmark: str
+    target_format: str
+    structured: str  # off | auto | on: whether the answer schema was sent
+    correct: int
+    unparsed: int
+    structured_answers: int  # answers the endpoint constrained to the schema
+    accuracy: float | None
+    per_subject: dict[str, Accuracy]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def evaluate_mmlu(
+    questions: list[Question],
+    output: str | Path,
+    *,
+    target: list[str],
+    target_api: str = "tgi",
+    target_model: str | None = None,
+    target_token: str | None = None,
+    target_chat_template: str | None = None,
+    target_format: str = "chat",
+    structured: str = "off",
+    max_new_tokens: int = 128,
+    concurrency: int = 16,
+    timeout: float = 120.0,
+    retry: RetryPolicy | None = None,
+    source: str = "",
+    chunk_size: int = CHUNK,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> UtilityResult:
+    """Ask, read and score `questions`; resumes an earlier evaluation in `output` with the same settings.
+
+    Args:
+        questions: `benchmarks.load_mmlu()`.
+        output: a new or earlier evaluation directory.
+        target_format: `chat` (the target's chat template) or `paper` (the reference's raw prompt).
+        structured: `off` (text answers only), `auto` (the answer schema where the endpoint honours
+            it) or `on` (an endpoint that does not is an error).
+
+    Returns:
+        Accuracy overall and per subject, with the settings.
+
+    Raises:
+        ConfigError: bad options, or `output` is something else.
+        RunStateError: `output` holds an evaluation made with other settings.
+        EndpointError: the server kept failing (answered chunks are kept).
+    """
+    if structured not in STRUCTURED:
+        raise ConfigError(f"--structured {structured!r}: choose {', '.join(STRUCTURED)}")
+    check_target_format(target_format, target_api, target_chat_template)
+    out = Path(output)
+    check_output(out)
+    sampling = Sampling(temperature=0.0, top_p=None, max_new_tokens=max_new_tokens)
+    schema = None if structured == "off" else ANSWER_SCHEMA
+    kw: dict[str, Any] = {"concurrency": concurrency, "timeout": timeout, "retry": retry}
+    async with connect(
+        target, api=target_api, model=target_model, token=target_token, structured=structured, **kw
+    ) as t:
+        client, info = t.client, t.info
+        spec = target_chat_template or ("server" if info.get("chat_template") and target_api == "tgi" else None)
+        if target_format == "paper":
+            spec = None
+        client.chat_template = load_chat_template(spec, info) if spec and target_api == "tgi" else None
+        settings = {
+            "source": source,
+            "prompts": len(questions),
+            "chunk_size": chunk_size,
+            "prompts_sha256": hashlib.sha256(json.dumps([asdict(q) for q in questions]).encode()).hexdigest(),
+            "target_model": target_model or str(info.get("model_id") or client.endpoint_names[0]),
+            "target_api": target_api,
+            "target_chat_template": template_label(spec, target_api, info),
+            "target_sampling": sampling.model_dump(),
+            "kind": "utility",
+            "benchmark": "mmlu",
+            "target_format": target_format,
+            "structured": structured,
+        }
+        open_output(out, settings)
+
+        async def answer_one(q: Question) -> dict[str, Any]:
+            prompt = target_prompt(mmlu_prompt(q), target_format)
+            answer = await client.complete(prompt, sampling, stage="mmlu", schema=schema)
+            predicted, how = parse_choice(answer.text, q.choices)
+            return {
+                "id": q.id,
+                "subject": q.subject,
+                "question": q.question,
+                "choices": json.dumps(q.choices, ensure_ascii=False),
+                "answer": q.answer,
+                "response": answer.text.strip(),
+                "response_finish_reason": answer.finish_reason or "",
+                "structured": answer.structured,
+                "predicted": predicted or "",
+                "parsed_by": how,
+                "correct": predicted == q.answer,
+            }
+
+        table = await run_chunks(out, questions, chunk_size, answer_one, ANSWER_TABLE_SCHEMA, on_progress)
+
+    result = score(settings, table.to_pylist())
+    text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
+    shards = [("judgements.parquet", parquet_bytes(table)), ("report.md", report_markdown(result).encode())]
+    commit(out, shards, "summary.json", text.encode())
+    return result
+
+
+def score(settings: dict[str, Any], rows: list[dict[str, Any]]) -> UtilityResult:
+    """Accuracy overall and per subject (unparsed answers are wrong, and counted)."""
+    by_subject: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_subject.setdefault(row["subject"], []).append(row)
+    overall = Accuracy.of(rows)
+    return UtilityResult(
+        **settings,
+        correct=overall.correct,
+        unparsed=overall.unparsed,
+        structured_answers=sum(bool(r["structured"]) for r in rows),
+        accuracy=overall.accuracy,
+        per_subject={s: Accuracy.of(rs) for s, rs in sorted(by_subject.items())},
+    )
+
+
+def report_markdown(result: UtilityResult) -> str:
+    from hfadvisor.card import md
+
+    def pct(x: float | None) -> str:
+        return "—" if x is None else f"{100 * x:.1f}%"
+
+    fmt = "the paper's raw prompt" if result.target_format == "paper" else "its chat template"
+    lines = [
+        "# Utility evaluation (MMLU, zero-shot)",
+        "",
+        f"Target {md(result.target_model)} answered {result.prompts} questions from {md(result.source)} "
+        f"through {fmt} (options {', '.join(f'({letter})' for letter in LETTERS)}; answer schema: {result.structured}, "
+        f"{result.structured_answers} structured answers).",
+        "",
+        f"**Accuracy: {pct(result.accuracy)}** ({result.correct} correct; {result.unparsed} answers named no "
+        "option clearly and count as wrong).",
+        "",
+        "| subject | questions | correct | unparsed | accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for subject, a in result.per_subject.items():
+        lines.append(f"| {md(subject)} | {a.questions} | {a.correct} | {a.unparsed} | {pct(a.accuracy)} |")
+    lines += ["", "Raw answers and the letter read from each: `judgements.parquet`.", ""]
+    return "\n".join(lines)
