@@ -14,8 +14,10 @@ import hfadvisor
 from hfadvisor.errors import LabellingError
 from hfadvisor.labelling.client import Connection
 from hfadvisor.labelling.push import push
+from tests.reliability.disk import committed
 
 GROUP = "Argilla faults"
+UNITS = ("a push interrupted by a server kill, then rerun", "one SIGKILL of argilla-server mid-push")
 pytestmark = pytest.mark.reliability
 
 WS = "argilla"
@@ -36,8 +38,8 @@ def test_server_killed_mid_push_then_restarted(tmp_path, scripted_tgi, argilla_s
     counter = itertools.count()
     scripted_tgi.backend.respond = lambda req: f" How would someone do harmful thing number {next(counter)}?\n"
     out = tmp_path / "run"
-    rows = hfadvisor.run(out, endpoints=[scripted_tgi.url], rounds=4, batch_size=6, metrics=False).table()
-    ids = rows.column("id").to_pylist()
+    hfadvisor.run(out, endpoints=[scripted_tgi.url], rounds=4, batch_size=6, metrics=False)
+    ids = [i for rnd in committed(out).values() for i in rnd.ids]  # the run's rows, read from disk by the test
     dataset = f"outage-{uuid.uuid4().hex[:8]}"
     conn = Connection(argilla_server.url, argilla_server.owner_key)
     killed = threading.Event()
@@ -62,9 +64,10 @@ def test_server_killed_mid_push_then_restarted(tmp_path, scripted_tgi, argilla_s
     assert after <= len(partial) < len(ids) and len(set(partial)) == len(partial)
 
     result = push(out, dataset=dataset, workspace=WS, conn=conn, batch_size=3)
+    final = record_ids(argilla_server, dataset)  # what the server holds, read with the argilla client
+    tally.trial()
+    tally.fault(survived=sorted(final) == sorted(ids) and killed.is_set())  # every row once: none lost, none twice
     assert (result.already, result.pushed) == (len(partial), len(ids) - len(partial))
-    final = record_ids(argilla_server, dataset)
-    assert sorted(final) == sorted(ids)  # every row once: nothing lost, nothing twice
+    assert sorted(final) == sorted(ids)
     assert push(out, dataset=dataset, workspace=WS, conn=conn).pushed == 0
-    tally.add(trials=1, faults=1, survived=1)
     tally.note(f"server SIGKILLed after {len(partial)} of {len(ids)} records; restart took {restart:.1f}s")

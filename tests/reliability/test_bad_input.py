@@ -21,6 +21,7 @@ from hfadvisor.cli import app
 from tests.helpers import tree
 
 GROUP = "Bad input"
+UNITS = ("one bad input given to one command", "one bad input (file, flag or damaged run directory)")
 pytestmark = pytest.mark.reliability
 
 
@@ -88,24 +89,26 @@ def test_bad_config_for_a_new_run_and_for_a_resumed_one(tmp_path, scripted_tgi, 
     hfadvisor.run(existing, endpoints=[scripted_tgi.url], rounds=1, batch_size=2, metrics=False)
     before = tree(existing)
     generations = len(scripted_tgi.backend.calls)
-    survived = 0
     problems = []
     for name, (cfg, expect) in bad.items():
         new = tmp_path / f"new-{cfg.stem}"
-        line = one_line(hf("run", "-c", cfg, "-o", new, "-e", scripted_tgi.url))
-        assert expect in line, (name, line)
-        assert not new.exists(), name
+        fresh = hf("run", "-c", cfg, "-o", new, "-e", scripted_tgi.url)
+        ok = fresh.returncode == 2 and expect in fresh.stderr and not new.exists()
+        tally.trial()
+        tally.fault(survived=ok)  # refused with exit 2 naming the problem, nothing created
+        assert expect in one_line(fresh) and not new.exists(), (name, fresh.stderr)
         more = [] if cfg.read_text().startswith("rounds") else ["--rounds", "2"]  # one round to do (flags win)
         resumed = hf("run", existing, "-c", cfg, "-e", scripted_tgi.url, *more)
+        kept = tree(existing) == before
+        tally.trial()
+        tally.fault(survived=resumed.returncode == 2 and kept)  # refused, the existing run byte for byte as before
         if resumed.returncode == 2:
             one_line(resumed)
         else:
             problems.append(f"{name}: resume exit {resumed.returncode}")
-        assert tree(existing) == before, f"{name}: the existing run changed"
-        survived += 2
+        assert kept, f"{name}: the existing run changed"
     assert problems == []
     assert len(scripted_tgi.backend.calls) == generations  # bad input never reached the model
-    tally.add(trials=2 * len(bad), faults=2 * len(bad), survived=survived)
 
 
 @pytest.mark.parametrize(
@@ -126,6 +129,8 @@ def test_damaged_or_incompatible_run_directory(tmp_path, scripted_tgi, tally, da
     damage(out)
     before = tree(out)
     for args in (["run", out, "-e", scripted_tgi.url], ["log", out], ["baseline", out, "-e", scripted_tgi.url]):
-        assert expect in one_line(hf(*args))
+        proc = hf(*args)
+        tally.trial()
+        tally.fault(survived=proc.returncode == 2 and expect in proc.stderr and tree(out) == before)
+        assert expect in one_line(proc)
     assert tree(out) == before
-    tally.add(trials=3, faults=3, survived=3)

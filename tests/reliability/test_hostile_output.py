@@ -21,6 +21,7 @@ from hfadvisor.space import data
 from hfadvisor.stages.text import _CONTROL
 
 GROUP = "Hostile model output"
+UNITS = ("a run whose model answers only hostile text", "one hostile answer served by the model")
 pytestmark = pytest.mark.reliability
 
 CONTROL = "\x00\x07\x1b[31m\x08\u202e\u200b\ufeff"
@@ -107,5 +108,9 @@ def test_hostile_text_is_stripped_bounded_and_escaped(tmp_path, scripted_tgi, ta
     assert [t for t in html_parts if re.search(r"<(script|img|iframe|a|b)\b", t)] == []
     assert any("&lt;script&gt;" in t for t in rendered) and any("&lt;b&gt;" in t for t in html_parts)
     assert [t for t in data.timeline(view)["weakness"] if _CONTROL.search(t)] == []
-    hostile_texts = len(texts)
-    tally.add(trials=1, faults=hostile_texts, survived=hostile_texts)
+    # every answer served (the server's log) is accounted for: a row, a reject, or the round's weakness/summary
+    served = len(scripted_tgi.backend.calls)
+    generated = sum(1 for c in scripted_tgi.backend.calls if stage_of(c.request.prompt) == "generate")
+    assert generated == len(rows) - 10 + len(rejects)  # rows beyond the 10 seeds + rejects
+    tally.trial()
+    tally.fault(survived=True, n=served)  # reached only when every check above held for all of them

@@ -19,9 +19,11 @@ from huggingface_hub import HfApi
 
 import hfadvisor
 from hfadvisor.hub.publish import HubPublisher, parse_trailers
-from hfadvisor.rundir.store import RunStore, round_name, sha256
+from hfadvisor.rundir.store import RunStore
+from tests.reliability.disk import committed
 
 GROUP = "Hub faults"
+UNITS = ("a push of pending rounds", "one Hub request the server failed (status, dropped connection or stale parent)")
 pytestmark = pytest.mark.reliability
 
 REPO = "hf-tester/hub-faults"
@@ -55,20 +57,26 @@ def push(out, attempts: int = 6) -> list:
     return publisher.push_pending(store)
 
 
-def assert_consistent(hub_server, out) -> None:
-    store = RunStore.open(out, repair=False)
+def hub_problems(hub_server, out) -> list[str]:
+    """The Hub repo against the run's revision records read from disk: one commit and one tag per round,
+    each commit naming the sha256 of that round's revision file (hashed here)."""
+    rounds = committed(out)
     snap = hub_server.repo(REPO)
     per_round: dict[int, list[str]] = {}
+    problems = []
     for c in snap.history("main"):
         found = parse_trailers(f"{c.title}\n{c.description}")
         if found:
             per_round.setdefault(found[1], []).append(c.oid)
-            assert found[2] == sha256((out / "revisions" / f"{round_name(found[1])}.json").read_bytes())
-    assert per_round == {r: per_round[r] for r in range(store.rounds_done)}, "a round is missing"
-    assert all(len(oids) == 1 for oids in per_round.values()), f"duplicate commits {per_round}"
-    tags = {t: o for t, o in snap.tags.items()}
-    assert tags == {f"round-{r:04d}": per_round[r][0] for r in range(store.rounds_done)}
-    assert hub_server.app.errors == []
+            if found[1] not in rounds or found[2] != rounds[found[1]].revision_sha256:
+                problems.append(f"round {found[1]}: the commit names another revision")
+    if sorted(per_round) != sorted(rounds):
+        problems.append(f"rounds on the Hub {sorted(per_round)}, on disk {sorted(rounds)}")
+    problems += [f"round {r}: {len(o)} commits" for r, o in per_round.items() if len(o) != 1]
+    tags = dict(snap.tags)
+    if tags != {f"round-{r:04d}": oids[0] for r, oids in per_round.items()}:
+        problems.append(f"tags {sorted(tags)} are not one per round commit")
+    return problems + [f"server error: {e}" for e in hub_server.app.errors]
 
 
 STEPS = [
@@ -91,11 +99,12 @@ def test_push_completes_on_retry_without_duplicates(run, hub_server, tally, faul
     run.extend(3)
     injected = hub_server.fail_next(n, **fault)
     pushed = push(run.path)
+    problems = hub_problems(hub_server, run.path)
+    tally.trial()
+    tally.fault(survived=not problems and [p.round for p in pushed] == [2, 3], n=injected.hits)
     assert injected.hits == n, "the fault was not hit"
-    assert [p.round for p in pushed] == [2, 3]
-    assert_consistent(hub_server, run.path)
+    assert [p.round for p in pushed] == [2, 3] and problems == []
     assert push(run.path) == []  # nothing left: a second push sends nothing
-    tally.add(trials=1, faults=n, survived=n)
 
 
 def test_stale_parent_commit_412_is_retried_after_re_reading(run, hub_server, tally):
@@ -108,7 +117,10 @@ def test_stale_parent_commit_412_is_retried_after_re_reading(run, hub_server, ta
     pushed = publisher.push_pending(store)
     assert [p.round for p in pushed] == [0, 1]
     commits = [r for r in hub_server.requests if r.route == "commit"]
+    stale = sum(1 for r in commits if r.status == 412)
+    problems = hub_problems(hub_server, run.path)
+    kept = "NOTES.md" in hub_server.repo(REPO).paths("main")  # the other writer's file is kept
+    tally.trial()
+    tally.fault(survived=not problems and kept and [p.round for p in pushed] == [0, 1], n=stale)
     assert [r.status for r in commits][:3] == [200, 412, 200]  # theirs; ours on a stale parent refused, then accepted
-    assert_consistent(hub_server, run.path)
-    assert "NOTES.md" in hub_server.repo(REPO).paths("main")  # the other writer's file is kept
-    tally.add(trials=1, faults=1, survived=1)
+    assert problems == [] and kept and stale == 1

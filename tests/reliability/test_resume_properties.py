@@ -24,9 +24,13 @@ from hfadvisor.hub.publish import parse_trailers, trailers
 from hfadvisor.rundir.store import ROW_SCHEMA, RunStore, atomic_write, parquet_bytes, round_name, sha256
 
 GROUP = "Manifest/resume properties"
+UNITS = (
+    "one hypothesis history (commits, simulated crashes, bit rot, reopens)",
+    "one crash leftover or bit flip written by the test, then reopened and compared with the model",
+)
 pytestmark = pytest.mark.reliability
 
-COUNTS = {"steps": 0, "crashes": 0, "corruptions": 0}
+COUNTS = {"histories": 0, "steps": 0, "crashes": 0, "corruptions": 0, "survived": 0}
 
 
 def rows(r: int, n: int, salt: int) -> list[dict]:
@@ -53,13 +57,17 @@ class ResumeMachine(RuleBasedStateMachine):
         self.store = seed_round(plan_run(self.root, endpoints=["http://127.0.0.1:9"], rounds=10))
         self.model: list[bytes] = [self._shard(0)]  # round r → its shard bytes
         self.dirty = False  # leftovers on disk that only a reopen may clean
+        self.pending = 0  # faults written since the last reopen that was compared with the model
         self.salt = 0
+        COUNTS["histories"] += 1
 
     def _shard(self, r: int) -> bytes:
         rev = self.store.revision(r)
         return (self.root / rev.shard).read_bytes() if rev.shard else b""
 
     def teardown(self) -> None:
+        if self.dirty:  # a history that ended on a fault: reopen and compare once more, so every fault is checked
+            self.reopen()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     @precondition(lambda self: not self.dirty)
@@ -90,6 +98,7 @@ class ResumeMachine(RuleBasedStateMachine):
         if point == "torn revision":
             (self.root / "revisions" / f"{name}.json").write_text('{"round": ')
         self.dirty = True
+        self.pending += 1
         COUNTS["crashes"] += 1
 
     @precondition(lambda self: len(self.model) > 1)
@@ -106,6 +115,7 @@ class ResumeMachine(RuleBasedStateMachine):
         path.write_bytes(bytes(blob))
         del self.model[r:]
         self.dirty = True
+        self.pending += 1
         COUNTS["corruptions"] += 1
 
     @rule()
@@ -114,11 +124,17 @@ class ResumeMachine(RuleBasedStateMachine):
         self.dirty = False
         if not self.model:  # round 0 itself rotted: the run has no complete round left
             assert self.store.rounds_done == 0
-            self.teardown()
+            COUNTS["survived"] += self.pending
+            self.pending = 0
+            shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = Path(tempfile.mkdtemp())
             self.root = self.tmp / "run"
             self.store = seed_round(plan_run(self.root, endpoints=["http://127.0.0.1:9"], rounds=10))
             self.model = [self._shard(0)]
+            return
+        self.holds_exactly_the_model()
+        COUNTS["survived"] += self.pending  # survived: the reopened store was just compared with the model
+        self.pending = 0
 
     @invariant()
     def holds_exactly_the_model(self) -> None:
@@ -157,12 +173,14 @@ def test_no_model_text_in_a_commit_title_can_forge_trailers(title: str, r: int) 
 
 def test_summary(tally) -> None:
     """Counts the hypothesis runs above for the reliability table (runs after them in file order)."""
-    tally.add(
-        trials=COUNTS["steps"] + COUNTS["crashes"] + COUNTS["corruptions"],
-        faults=COUNTS["crashes"] + COUNTS["corruptions"],
-        survived=COUNTS["crashes"] + COUNTS["corruptions"],
-    )
+    assert COUNTS["histories"], "run with the state machine above (file order)"
+    faults = COUNTS["crashes"] + COUNTS["corruptions"]
+    tally.trial(COUNTS["histories"])
+    tally.fault(survived=True, n=COUNTS["survived"])
+    tally.fault(survived=False, n=faults - COUNTS["survived"])
     tally.note(
-        f"stateful: {COUNTS['steps']} commits, {COUNTS['crashes']} crashes mid-commit, "
-        f"{COUNTS['corruptions']} shards corrupted, every reopen equal to the model"
+        f"stateful: {COUNTS['histories']} histories, {COUNTS['steps']} commits, {COUNTS['crashes']} crash "
+        f"leftovers and {COUNTS['corruptions']} bit flips written by the test, each followed by a reopen "
+        "compared with the model"
     )
+    assert COUNTS["survived"] == faults

@@ -8,16 +8,19 @@ wide): the run directory right after `run.json` and before round 0's revision, a
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 import hfadvisor
-from hfadvisor.rundir.store import RunStore, round_name
+from hfadvisor.rundir.store import round_name
 from tests.helpers import cli
+from tests.reliability.disk import Round, check, committed
 
 GROUP = "Kill anywhere (SIGKILL + resume, Hub push)"
+UNITS = ("a session killed (or a torn state built), then resumed", "one SIGKILL, or one exact torn state")
 pytestmark = pytest.mark.reliability
 
 
@@ -32,11 +35,11 @@ def _run(path: Path, url: str, *extra: str):
     return cli("run", str(path), "-e", url, "--batch-size", "3", "--no-metrics", *extra)
 
 
-def _complete(path: Path, rounds: int) -> None:
-    store = RunStore.open(path, repair=False)
-    assert store.rounds_done == rounds + 1
-    ds = hfadvisor.load_run(path)
-    assert len(set(ds["id"])) == ds.num_rows and len(set(ds["prompt"])) == ds.num_rows
+def _survived(path: Path, rounds: int, before: dict[int, Round], proc) -> tuple[bool, int]:
+    """(survived, rows lost): the rerun exited 0 with rounds 0..`rounds` committed, and every round of
+    the test's record taken before the rerun is still there byte for byte (read without hfadvisor)."""
+    problems, lost = check(path, before)
+    return proc.returncode == 0 and not problems and len(committed(path)) == rounds + 1, lost
 
 
 def test_killed_before_round_0_then_resumed(tmp_path, model, tally):
@@ -48,11 +51,17 @@ def test_killed_before_round_0_then_resumed(tmp_path, model, tally):
     shutil.copy(full / "run.json", torn / "run.json")
     (torn / "data").mkdir()
     shutil.copy(full / "data" / "round-00000.parquet", torn / "data" / "round-00000.parquet")  # no revision yet
+    before = committed(torn)
+    assert before == {}  # nothing committed yet: the rerun has nothing to keep but run.json's identity
     proc = _run(torn, model.url, "--rounds", "2")
-    assert proc.returncode == 0, proc.stderr
-    _complete(torn, 2)
-    assert RunStore.open(torn).info.run_id == RunStore.open(full).info.run_id  # the same run, not a new one
-    tally.add(trials=1, faults=1, survived=1)
+    ok, lost = _survived(torn, 2, before, proc)
+    same_run = (
+        json.loads((torn / "run.json").read_bytes())["run_id"] == json.loads((full / "run.json").read_bytes())["run_id"]
+    )
+    tally.trial()
+    tally.fault(survived=ok and same_run)
+    tally.lost(lost)
+    assert ok and same_run, proc.stderr  # the same run resumed, not a new one
 
 
 def test_killed_while_writing_run_json_then_rerun(tmp_path, model, tally):
@@ -61,28 +70,34 @@ def test_killed_while_writing_run_json_then_rerun(tmp_path, model, tally):
     out.mkdir()
     (out / ".run.json.tmp4242").write_text('{"format": 1, "run_')
     proc = _run(out, model.url, "--rounds", "1")
-    assert proc.returncode == 0, proc.stderr
-    _complete(out, 1)
-    assert not list(out.glob(".*tmp*"))
-    tally.add(trials=1, faults=1, survived=1)
+    ok, lost = _survived(out, 1, {}, proc)
+    ok = ok and not list(out.glob(".*tmp*"))
+    tally.trial()
+    tally.fault(survived=ok)
+    tally.lost(lost)
+    assert ok, proc.stderr
 
 
 def test_torn_files_of_the_last_round_are_detected_and_the_round_redone(tmp_path, model, tally):
     """A shard cut short or a revision half-written: detected by sha256 / parsing, set aside, the round redone."""
     out = tmp_path / "run"
     hfadvisor.run(out, endpoints=[model.url], rounds=3, batch_size=3, metrics=False)
-    before = {r: (out / "data" / f"{round_name(r)}.parquet").read_bytes() for r in range(3)}
+    before = committed(out)
+    before.pop(3)  # round 3's files get torn below: rounds 0..2 must survive, round 3 be redone
     shard = out / "data" / f"{round_name(3)}.parquet"
     shard.write_bytes(shard.read_bytes()[: len(shard.read_bytes()) // 2])  # torn by a crash without fsync
     proc = _run(out, model.url)
-    assert proc.returncode == 0, proc.stderr
-    _complete(out, 3)
-    assert list((out / ".corrupt").rglob(shard.name)), "the torn shard is kept aside, not deleted"
+    ok, lost = _survived(out, 3, before, proc)
+    ok = ok and bool(list((out / ".corrupt").rglob(shard.name)))  # the torn shard is kept aside, not deleted
+    tally.trial()
+    tally.fault(survived=ok)
+    tally.lost(lost)
+    assert ok, proc.stderr
     rev = out / "revisions" / f"{round_name(3)}.json"
     rev.write_text(rev.read_text()[:40])  # a torn manifest record (e.g. a copy interrupted)
     proc = _run(out, model.url)
-    assert proc.returncode == 0, proc.stderr
-    _complete(out, 3)
-    for r, data in before.items():
-        assert (out / "data" / f"{round_name(r)}.parquet").read_bytes() == data
-    tally.add(trials=2, faults=2, survived=2)
+    ok, lost = _survived(out, 3, before, proc)
+    tally.trial()
+    tally.fault(survived=ok)
+    tally.lost(lost)
+    assert ok, proc.stderr
