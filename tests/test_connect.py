@@ -81,12 +81,14 @@ def test_refused_schema_is_resent_as_text_once_under_concurrency(scripted_tgi):
     async def main():
         async with connect([scripted_tgi.url]) as ep:
             outs = await asyncio.gather(
-                *(ep.client.complete("p", GREEDY, stage="generate", schema=SCHEMA) for _ in range(8))
+                *(ep.client.complete("p", GREEDY, stage="generate", schema=SCHEMA, stop=["\n"]) for _ in range(8))
             )
             return outs, ep.client.ledger
 
     outs, ledger = asyncio.run(main())
     posts = _posts(scripted_tgi)
+    assert posts[0].json["parameters"].get("stop") is None  # JSON may hold newlines: no one-line stop with a schema
+    assert all(r.json["parameters"]["stop"] == ["\n"] for r in posts[1:])
     refused = [r for r in posts if r.fault is not None]
     assert len(refused) == 1 and _grammar(refused[0]) is not None
     assert [_grammar(r) for r in posts[1:]] == [None] * 8  # the refused call re-sent + 7 waiting calls

@@ -353,11 +353,13 @@ class LLMClient:
             try:
                 while True:
                     _bump(ledgers, "attempts")
+                    # JSON may hold a newline between tokens: a one-line stop would cut it (the grammar ends it)
+                    sent = stops if schema is None else [x for x in stops if x.strip()]
                     try:
                         if self.api == "chat":
-                            answer = await self._chat(ep, prompt, sampling, stops, top_p, seed, greedy, schema)
+                            answer = await self._chat(ep, prompt, sampling, sent, top_p, seed, greedy, schema)
                         else:
-                            answer = await self._tgi(ep, prompt, sampling, stops, top_p, seed, greedy, schema)
+                            answer = await self._tgi(ep, prompt, sampling, sent, top_p, seed, greedy, schema)
                         break
                     except Exception as e:
                         if schema is None or _status(e) not in SCHEMA_REFUSAL_STATUS:
@@ -396,9 +398,10 @@ class LLMClient:
     def _honoured(self, ep: _Endpoint, stage: str, text: str, finish: str | None, ledgers: list[Ledger]) -> bool:
         """A schema-constrained answer is JSON; text means the server ignored the schema.
 
-        An answer cut off by the token limit says nothing either way (its JSON is just unfinished).
+        An answer cut off by the token limit or a stop sequence says nothing either way (its JSON
+        is just unfinished).
         """
-        if finish == "length":
+        if finish in ("length", "stop_sequence"):
             return True
         if looks_json(text):
             ep.support[stage] = True
