@@ -263,3 +263,13 @@ def test_model_not_served_is_one_line_and_writes_nothing(tmp_path, flavor):
     assert len(errors) == 1 and "org/other" in errors[0] and "org/served" in errors[0]
     assert result.stderr.rstrip().endswith(errors[0])
     assert not out.exists()
+
+
+def test_structured_on_without_support_is_one_line_and_writes_nothing(tmp_path):
+    with running_tgi(ScriptedBackend(), flavor="tgi", grammar=False) as server:
+        out = tmp_path / "run"
+        result = cli("run", "-o", str(out), "-e", server.url, "--structured", "on", "--rounds", "1")
+    assert result.returncode == 2, result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "structured" in errors[0] and "--structured auto" in errors[0]
+    assert not out.exists()
