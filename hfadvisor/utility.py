@@ -220,7 +220,7 @@ def report_markdown(result: UtilityResult) -> str:
     lines = [
         "# Utility evaluation (MMLU, zero-shot)",
         "",
-        f"Target {md(result.target_model)} answered {result.prompts} questions from {md(result.source)} "
+        f"Target {md(result.target_model)} answered {result.prompts} questions from {md(result.source or 'the given list')} "
         f"through {fmt} (options {', '.join(f'({letter})' for letter in LETTERS)}; answer schema: {result.structured}, "
         f"{result.structured_answers} structured answers).",
         "",
