@@ -1,8 +1,9 @@
 """Text-generation endpoints (TGI native or OpenAI-compatible chat) behind one client."""
 
-from hfadvisor.llm.client import ChatTemplate, Completion, LLMClient, Message, display_url, load_chat_template
+from hfadvisor.llm.client import Completion, LLMClient, display_url
 from hfadvisor.llm.connect import Budget, Endpoint, connect
 from hfadvisor.llm.ledger import Ledger
+from hfadvisor.llm.template import ChatTemplate, Message, load_chat_template
 
 __all__ = [
     "Budget",

@@ -16,12 +16,10 @@ import email.utils
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
-import jinja2.sandbox
 from huggingface_hub import AsyncInferenceClient, ChatCompletionOutput
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError
 from huggingface_hub.utils import hf_raise_for_status
@@ -32,6 +30,8 @@ from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, EndpointError, scrub
 from hfadvisor.llm.ledger import Ledger
 from hfadvisor.llm.limit import AdaptiveLimit
+from hfadvisor.llm.structured import looks_json, response_format, tgi_grammar
+from hfadvisor.llm.template import ChatTemplate, Message, as_messages
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 SCHEMA_REFUSAL_STATUS = {400, 422}  # a call carrying a schema answered this: re-sent without it
@@ -112,39 +112,6 @@ class _Endpoint:
         self.http: httpx2.AsyncClient | None = None  # OpenAI-shape schema calls (see LLMClient._chat_openai)
 
 
-class ChatTemplate:
-    """Renders chat messages with a model's Jinja chat template (HF conventions), client side."""
-
-    def __init__(self, source: str, bos_token: str = "", eos_token: str = "") -> None:
-        env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = _raise_template_error
-        try:
-            self.template = env.from_string(source)
-        except jinja2.TemplateSyntaxError as e:
-            raise ConfigError(f"chat template: syntax error line {e.lineno}: {e.message}") from None
-        self.bos_token, self.eos_token = bos_token, eos_token
-
-    def render(self, prompt: str | list[Message]) -> str:
-        """A user prompt, or a whole conversation (e.g. a user turn and the answer a judge rates)."""
-        return self.template.render(
-            messages=as_messages(prompt),
-            add_generation_prompt=True,
-            bos_token=self.bos_token,
-            eos_token=self.eos_token,
-        )
-
-
-Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": ...}
-
-
-def as_messages(prompt: str | list[Message]) -> list[Message]:
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-
-
-def _raise_template_error(message: str) -> None:
-    raise ConfigError(f"chat template: {message}")
-
-
 class LLMClient:
     """Sends prompts to one or more endpoints; one instance per run (it owns the ledger)."""
 
@@ -219,31 +186,6 @@ class LLMClient:
             await ep.client.close()
             if ep.http is not None:
                 await ep.http.aclose()
-
-    # ------------------------------------------------------------------ discovery
-    async def info(self) -> dict[str, Any]:
-        """Ask the first reachable endpoint what it serves (TGI `/info`, else `/v1/models`)."""
-        last: Exception | None = None
-        for ep in self._endpoints:
-            base = ep.url.rstrip("/").removesuffix("/v1")  # OpenAI-style URLs are often given with /v1
-            try:
-                async with httpx2.AsyncClient(timeout=min(self.timeout, 30.0)) as http:
-                    resp = await http.get(f"{base}/info")
-                    if resp.status_code == 200:
-                        return dict(resp.json())
-                    resp = await http.get(f"{base}/v1/models")
-                    if resp.status_code == 200:
-                        data = resp.json().get("data") or [{}]
-                        return {"model_id": data[0].get("id")}
-                    last = EndpointError(f"endpoint {ep.name} answered HTTP {resp.status_code} to /info")
-            except (httpx2.HTTPError, ValueError) as e:
-                last = e
-        if isinstance(last, EndpointError):
-            raise last
-        raise EndpointError(
-            f"cannot reach {', '.join(self.endpoint_names)} ({type(last).__name__}): check the URL and that the "
-            "server is running"
-        )
 
     # ------------------------------------------------------------------ calls
     def _pick(self) -> _Endpoint:
@@ -434,7 +376,7 @@ class LLMClient:
             seed=seed,
             stop=stops or None,
             details=True,
-            grammar={"type": "json", "value": schema} if schema is not None else None,  # type: ignore[arg-type]
+            grammar=tgi_grammar(schema) if schema is not None else None,  # type: ignore[arg-type]
         )
         details = getattr(out, "details", None)
         text = getattr(out, "generated_text", None)
@@ -485,11 +427,7 @@ class LLMClient:
 
     def _response_format(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         """The chat API's schema field in the endpoint's dialect."""
-        if schema is None:
-            return None
-        if self.response_format == "tgi":  # released TGI wants `value`, not OpenAI's `json_schema` nesting
-            return {"type": "json", "value": schema}
-        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        return None if schema is None else response_format(schema, self.response_format)
 
     def _classify(self, exc: Exception, ep: _Endpoint, ledgers: list[Ledger]) -> Exception:
         """Turn a client exception into TransientError (retry) or EndpointError (stop now)."""
@@ -540,19 +478,6 @@ def _status(exc: Exception) -> int | None:
     return None
 
 
-def looks_json(text: str) -> bool:
-    """Is the answer a JSON value (whitespace or one code fence around it tolerated)?"""
-    body = text.strip()
-    if body.startswith("```"):
-        body = body.split("\n", 1)[1] if "\n" in body else ""
-        body = body.rsplit("```", 1)[0].strip()
-    try:
-        json.loads(body)
-    except ValueError:
-        return False
-    return body[:1] in ("{", "[")
-
-
 def _bump(ledgers: list[Ledger], field: str, amount: float = 1) -> None:
     for led in ledgers:
         setattr(led, field, getattr(led, field) + amount)
@@ -579,20 +504,3 @@ def _strip_stops(text: str, stops: list[str]) -> str:
         if s and text.endswith(s):
             return text[: -len(s)]
     return text
-
-
-def load_chat_template(spec: str, server_info: dict[str, Any]) -> ChatTemplate:
-    """`spec` is a Jinja file, or 'server' to use the template the server reports in /info."""
-    if spec == "server":
-        source = server_info.get("chat_template")
-        if not source:
-            raise ConfigError(
-                "the server's /info has no chat_template: pass --chat-template FILE (the model's Jinja template) "
-                "or use --api chat"
-            )
-    else:
-        path = Path(spec)
-        if not path.is_file():
-            raise ConfigError(f"chat template file {path} not found")
-        source = path.read_text(encoding="utf-8")
-    return ChatTemplate(source, server_info.get("bos_token") or "", server_info.get("eos_token") or "")

@@ -22,7 +22,8 @@ import httpx2
 
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, EndpointError
-from hfadvisor.llm.client import LLMClient, Message, as_messages, load_chat_template
+from hfadvisor.llm.client import LLMClient
+from hfadvisor.llm.template import Message, as_messages, load_chat_template
 
 PROMPT_MARGIN = 64  # tokens kept free beyond the counted prompt: chat-template turns, a default system prompt
 PROBE_SCHEMA: dict[str, Any] = {
