@@ -72,7 +72,8 @@ def _evaluations(stores: list[RunStore], labels: list[str], extra: list[str]) ->
             raise ConfigError(
                 f"{path} is missing or unreadable: is {directory} an `hfadvisor evaluate` output?"
             ) from None
-    return out
+    # utility evaluations (MMLU accuracy) have no safe rate: `hfadvisor report` shows them
+    return {label: ev for label, ev in out.items() if ev.get("kind", "safety") == "safety"}
 
 
 def _figure(rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
