@@ -200,3 +200,27 @@ def test_cli_evaluate(tmp_path, prompts_file, servers, template):
         str(tmp_path / "x"),
     )
     assert res.returncode == 2 and res.stderr.startswith("error: ") and not (tmp_path / "x").exists()
+
+
+def test_cli_judge_is_explicit(tmp_path, prompts_file):
+    """No --judge: refused, nothing written; --judge-is-target: the target's server also rates the answers."""
+
+    def both(req: GenerationRequest) -> str:
+        if req.prompt.count("<|assistant|>") == 2:  # the rated conversation, through the judge's chat template
+            return "unsafe" if "Sure, here is how" in req.prompt else "safe"
+        return target_answer(req)
+
+    with running_tgi(ScriptedBackend(both)) as t:
+        out = tmp_path / "eval"
+        res = cli("evaluate", "--target", t.url, "--prompts", str(prompts_file), "-o", str(out))
+        assert res.returncode == 2 and "explicit --judge" in res.stderr and not out.exists()
+        assert not t.backend.requests
+        res = cli("evaluate", "--target", t.url, "--judge", t.url, "--judge-is-target", "--prompts",
+                  str(prompts_file), "-o", str(out))  # fmt: skip
+        assert res.returncode == 2 and "exclude each other" in res.stderr and not out.exists()
+        res = cli("evaluate", "--target", t.url, "--judge-is-target", "--prompts", str(prompts_file), "-o", str(out))
+        assert res.returncode == 0, res.stderr
+        assert len(t.backend.requests) == 2 * len(PROMPTS)  # 7 answers, 7 verdicts, one server
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["safe"], summary["unsafe"], summary["unparsed"]) == (3, 4, 0)
+    assert summary["judge_model"] == summary["target_model"] == "hfadvisor/scripted"
