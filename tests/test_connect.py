@@ -156,3 +156,28 @@ def test_tgi_api_on_openai_server_is_one_line():
 
         with pytest.raises(ConfigError, match=r"OpenAI-compatible server .*--api chat"):
             asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("wanted", "outcome"),
+    [(None, "several models"), ("org/b", "org/b"), ("org/c", "does not serve model 'org/c'")],
+)
+def test_server_listing_several_models(wanted, outcome):
+    listing = {
+        "object": "list",
+        "data": [{"id": "org/a", "max_model_len": 2048}, {"id": "org/b", "max_model_len": 1024}],
+    }
+    with running_tgi(ScriptedBackend(), flavor="vllm", model_name="org/b") as server:
+        server.faults.append(Fault(status=404, method="GET"))  # /info
+        server.faults.append(Fault(method="GET", body=json.dumps(listing).encode()))  # /v1/models
+
+        async def main():
+            async with connect([server.url], api="chat", model=wanted) as ep:
+                return ep.model, ep.max_total_tokens
+
+        if outcome.startswith("org/"):
+            assert asyncio.run(main()) == (outcome, 1024)  # the chosen model's own max_model_len
+        else:
+            with pytest.raises(ConfigError, match=outcome) as e:
+                asyncio.run(main())
+            assert "org/a, org/b" in str(e.value)
