@@ -55,6 +55,7 @@ def train(
     logging_steps: Annotated[int, typer.Option(help="log the loss every N optimizer steps")] = 10,
     evaluate: Annotated[bool, typer.Option("--eval/--no-eval", help="validation loss at the end")] = True,
     seed: Annotated[int, typer.Option(help="seed for shuffling, sampling the mix and LoRA init")] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads \\[default: torch's, one per core]")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --output")] = False,
     merge: Annotated[bool, typer.Option("--merge", help="also save the merged model in OUTPUT/merged")] = False,
     push_to_hub: Annotated[
@@ -91,6 +92,7 @@ def train(
             evaluate=evaluate,
             merge=merge,
             seed=seed,
+            threads=threads,
         )
         result = do_train(
             config, resume=resume, push_to_hub=push_to_hub, private=not public, token=token, progress=progress

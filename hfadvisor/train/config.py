@@ -37,6 +37,7 @@ _HINTS: dict[str, str] = {
     "save_total_limit": "a positive number of checkpoints to keep",
     "logging_steps": "a positive number of steps",
     "quantize": "choose auto, none or 4bit",
+    "threads": "a positive number of CPU threads",
 }
 
 # Settings a resumed training must share with the interrupted one (the rest, e.g. max_steps, may change).
@@ -91,6 +92,7 @@ class TrainConfig(BaseModel):
     evaluate: bool = True
     merge: bool = False
     seed: int = 0
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch; None: torch's default (one per core)")
 
     @classmethod
     def build(cls, **values: Any) -> TrainConfig:

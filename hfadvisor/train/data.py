@@ -40,27 +40,34 @@ class TrainData:
     notes: list[str] = field(default_factory=list)
 
 
+def check_source(source: Path) -> str:
+    """ "export" or "run": what `source` is (checked before anything slow is loaded)."""
+    if not source.exists():
+        raise ConfigError(f"{source} does not exist: give an export directory (hfadvisor export) or a run directory")
+    if (source / "export.json").is_file():
+        return "export"
+    if (source / "run.json").is_file():
+        return "run"
+    raise ConfigError(
+        f"{source} is neither an export (no export.json) nor a run directory (no run.json): "
+        "give the output of `hfadvisor export` or a run directory after `hfadvisor respond`"
+    )
+
+
 def resolve_export(source: Path, workdir: Path, *, system: str | None, reuse: bool) -> Path:
     """The export directory to train on: `source` itself, or `workdir/export` made from a run directory.
 
     `reuse`: a resumed training keeps the export it started from, so the data cannot shift under a checkpoint.
     """
-    if not source.exists():
-        raise ConfigError(f"{source} does not exist: give an export directory (hfadvisor export) or a run directory")
-    if (source / "export.json").is_file():
+    if check_source(source) == "export":
         return source
-    if (source / "run.json").is_file():
-        target = workdir / EXPORT_DIRNAME
-        if reuse and (target / "export.json").is_file():
-            return target
-        from hfadvisor.export import export
-
-        export(source, target, fmt="sft", system=system, jsonl=False)
+    target = workdir / EXPORT_DIRNAME
+    if reuse and (target / "export.json").is_file():
         return target
-    raise ConfigError(
-        f"{source} is neither an export (no export.json) nor a run directory (no run.json): "
-        "give the output of `hfadvisor export` or a run directory after `hfadvisor respond`"
-    )
+    from hfadvisor.export import export
+
+    export(source, target, fmt="sft", system=system, jsonl=False)
+    return target
 
 
 def read_export(folder: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:

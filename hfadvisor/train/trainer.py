@@ -19,7 +19,7 @@ from typing import Any
 from hfadvisor.deps import require
 from hfadvisor.errors import ConfigError, HubError, MissingDependencyError
 from hfadvisor.train.config import CONFIG_FILE, TrainConfig
-from hfadvisor.train.data import EXPORT_DIRNAME, TrainData, prepare, resolve_export
+from hfadvisor.train.data import EXPORT_DIRNAME, TrainData, check_source, prepare, resolve_export
 
 RESULT_FILE = "train_result.json"
 MERGED_DIRNAME = "merged"
@@ -203,6 +203,7 @@ def train(
             "base_model": resolve_base(config.base_model),
         }
     )
+    check_source(source)
     _check_output(out, config, resume)
     device, four_bit = _device(config.quantize)
     api = _check_hub(push_to_hub, private, token) if push_to_hub else None
@@ -279,6 +280,8 @@ def _trainer(config: TrainConfig, data: TrainData, device: str, four_bit: bool, 
     if not tokenizer.chat_template:
         tokenizer.chat_template = REFERENCE_TEMPLATE
     cuda = device == "cuda"
+    if config.threads:  # on a shared CPU, fewer threads than cores avoids spinning threads fighting for them
+        torch.set_num_threads(config.threads)
     bf16 = cuda and torch.cuda.is_bf16_supported()
     dtype = (torch.bfloat16 if bf16 else torch.float16) if cuda else torch.float32
     quantization = None
