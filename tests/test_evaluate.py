@@ -10,7 +10,7 @@ import pytest
 
 from hfadvisor.config import RetryPolicy
 from hfadvisor.errors import ConfigError, EndpointError, RunStateError
-from hfadvisor.evaluate import Rates, evaluate, load_prompts, parse_verdict
+from hfadvisor.evaluate import LEGACY_SETTINGS, Rates, evaluate, load_prompts, parse_verdict
 from hfadvisor.serve.backend import GenerationRequest
 from tests.helpers import cli, tree
 from tests.servers.tgi import ScriptedBackend, running_tgi
@@ -102,7 +102,10 @@ def test_safe_rate_overall_and_per_category(tmp_path, prompts_file, servers, tem
     assert "Safe rate: 33.3%" in (out / "report.md").read_text()
     assert json.loads((out / "summary.json").read_text())["safe_rate"] == pytest.approx(1 / 3)
 
-    # same settings again: everything is already judged, nothing is asked
+    # same settings again: everything is already judged, nothing is asked (an evaluation.json written before
+    # the kind/benchmark/target_format keys existed resumes too)
+    meta = json.loads((out / "evaluation.json").read_text())
+    (out / "evaluation.json").write_text(json.dumps({k: v for k, v in meta.items() if k not in LEGACY_SETTINGS}))
     n = len(j.backend.requests)
     again = run_eval(items, out, t, j, judge_chat_template=str(template), chunk_size=3)
     assert len(j.backend.requests) == n and again.safe_rate == summary.safe_rate
