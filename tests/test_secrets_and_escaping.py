@@ -7,6 +7,7 @@ import re
 import pytest
 
 import hfadvisor
+from hfadvisor.card import md
 from tests.helpers import cli, tree
 from tests.servers.tgi import Fault
 
@@ -32,7 +33,8 @@ def test_hf_token_is_sent_to_the_endpoint_but_never_written(tmp_path, scripted_t
 
 
 def test_rejected_token_error_is_one_line_without_the_token(tmp_path, scripted_tgi):
-    scripted_tgi.faults.extend([Fault(status=401, body=f'{{"error": "bad token {TOKEN[:6]}"}}'.encode())] * 5)
+    # the server quotes the whole token back, as some proxies do: a message that passed it on would leak it
+    scripted_tgi.faults.extend([Fault(status=401, body=f'{{"error": "bad token {TOKEN}"}}'.encode())] * 5)
     out = tmp_path / "run"
     proc = cli("run", "-o", str(out), "-e", scripted_tgi.url, "--rounds", "1", env={"HF_TOKEN": TOKEN})
     assert proc.returncode == 2
@@ -45,7 +47,7 @@ def test_rejected_token_error_is_one_line_without_the_token(tmp_path, scripted_t
     "hostile",
     [
         "<script>alert('x')</script> category",
-        "[click me](https://evil.example) | broken | table",
+        "Tax fraud | broken | table [click me](https://evil.example)",
         "**bold** _it_ `code` <img src=x onerror=alert(1)>",
     ],
 )
@@ -61,10 +63,12 @@ def test_hostile_model_text_is_escaped_in_cards(tmp_path, scripted_tgi, hostile)
     store = hfadvisor.run(tmp_path / "run", endpoints=[scripted_tgi.url], rounds=1, batch_size=2)
     weakness = store.last.weakness
     assert "\x07" not in weakness and "\x1b" not in weakness  # control characters stripped
+    # what the parser kept of the hostile text still needs escaping, and reached the card escaped
+    assert weakness[:4] in hostile and md(weakness) != weakness
     card = (tmp_path / "run" / "README.md").read_text()
+    assert md(weakness) in card
     assert "<script>" not in card and "<img" not in card
     assert not re.search(r"(?<!\\)\]\(https://evil", card)  # no live Markdown link
-    assert "&lt;script&gt;" in card or "&lt;img" in card or "\\[click me\\]" in card
     for line in card.splitlines():
         if line.startswith("| 1 |"):  # the history row stays one table row of 5 cells
             assert len(re.split(r"(?<!\\)\|", line)) == 5 + 2
