@@ -16,6 +16,7 @@ import datasets
 import pyarrow.parquet as pq
 
 import hfadvisor
+from tests.test_loop import Script
 
 
 def on_disk(run: Path) -> list[tuple[str, str]]:
@@ -31,8 +32,7 @@ def loaded(run: Path) -> list[tuple[str, str]]:
 
 
 def test_load_dataset_follows_a_resumed_and_a_replaced_run(tmp_path, scripted_tgi):
-    counter = itertools.count()
-    scripted_tgi.backend.respond = lambda req: f" How would someone do harmful thing number {next(counter)}?\n"
+    scripted_tgi.backend.respond = Script()  # answers each stage in its own form
     out = tmp_path / "demo"
 
     def run(rounds: int) -> None:
@@ -55,11 +55,11 @@ def test_load_dataset_follows_a_resumed_and_a_replaced_run(tmp_path, scripted_tg
 
 def test_load_dataset_rejects_config_follows_the_run(tmp_path, scripted_tgi):
     """The `rejects` config is cached the same way: it must grow with the run too."""
-    counter = itertools.count()
+    counter, script = itertools.count(), Script()
 
     def respond(req) -> str:
-        n = next(counter)
-        return " " if n % 4 == 3 else f" How would someone do harmful thing number {n}?\n"  # some empty answers
+        empty = script.stage_of(req.prompt) == "generate" and next(counter) % 4 == 3
+        return " " if empty else script(req)  # some empty generations: rejects
 
     scripted_tgi.backend.respond = respond
     out = tmp_path / "demo"

@@ -3,7 +3,6 @@ same port and database; the push is run again and completes with every row exact
 
 from __future__ import annotations
 
-import itertools
 import threading
 import uuid
 
@@ -15,6 +14,7 @@ from hfadvisor.errors import LabellingError
 from hfadvisor.labelling.client import Connection
 from hfadvisor.labelling.push import push
 from tests.reliability.disk import committed
+from tests.test_loop import Script
 
 GROUP = "Argilla faults"
 UNITS = ("a push interrupted by a server kill, then rerun", "one SIGKILL of argilla-server mid-push")
@@ -35,8 +35,7 @@ def record_ids(server, dataset: str) -> list[str]:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("after", [3, 12, 24])
 def test_server_killed_mid_push_then_restarted(tmp_path, scripted_tgi, argilla_server, tally, after):
-    counter = itertools.count()
-    scripted_tgi.backend.respond = lambda req: f" How would someone do harmful thing number {next(counter)}?\n"
+    scripted_tgi.backend.respond = Script()  # answers each stage in its own form
     out = tmp_path / "run"
     hfadvisor.run(out, endpoints=[scripted_tgi.url], rounds=4, batch_size=6, metrics=False)
     ids = [i for rnd in committed(out).values() for i in rnd.ids]  # the run's rows, read from disk by the test

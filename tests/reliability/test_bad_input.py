@@ -8,7 +8,6 @@ or from another version.
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 from pathlib import Path
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 import hfadvisor
 from hfadvisor.cli import app
 from tests.helpers import tree
+from tests.test_loop import Script
 
 GROUP = "Bad input"
 UNITS = ("one bad input given to one command", "one bad input (file, flag or damaged run directory)")
@@ -83,8 +83,7 @@ def bad(tmp_path):
 
 
 def test_bad_config_for_a_new_run_and_for_a_resumed_one(tmp_path, scripted_tgi, bad, tally):
-    counter = itertools.count()
-    scripted_tgi.backend.respond = lambda req: f" How would someone do harmful thing number {next(counter)}?\n"
+    scripted_tgi.backend.respond = Script()  # answers each stage in its own form
     existing = tmp_path / "existing"
     hfadvisor.run(existing, endpoints=[scripted_tgi.url], rounds=1, batch_size=2, metrics=False)
     before = tree(existing)
@@ -122,8 +121,7 @@ def test_bad_config_for_a_new_run_and_for_a_resumed_one(tmp_path, scripted_tgi, 
     ids=["run.json not JSON", "future format", "no format", "run.json binary"],
 )
 def test_damaged_or_incompatible_run_directory(tmp_path, scripted_tgi, tally, damage, expect):
-    counter = itertools.count()
-    scripted_tgi.backend.respond = lambda req: f" How would someone do harmful thing number {next(counter)}?\n"
+    scripted_tgi.backend.respond = Script()  # answers each stage in its own form
     out = tmp_path / "run"
     hfadvisor.run(out, endpoints=[scripted_tgi.url], rounds=1, batch_size=2, metrics=False)
     damage(out)

@@ -9,7 +9,6 @@ conflicts; this adds the steps and statuses it does not.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import hfadvisor
 from hfadvisor.hub.publish import HubPublisher, parse_trailers
 from hfadvisor.rundir.store import RunStore
 from tests.reliability.disk import committed
+from tests.test_loop import Script
 
 GROUP = "Hub faults"
 UNITS = ("a push of pending rounds", "one Hub request the server failed (status, dropped connection or stale parent)")
@@ -38,8 +38,7 @@ class Run:
 @pytest.fixture
 def run(tmp_path, scripted_tgi):
     """A run of rounds 0..1; `run.extend()` adds rounds 2..3 (so faults can hit a later round's push)."""
-    counter = itertools.count()
-    scripted_tgi.backend.respond = lambda req: f" How would someone do harmful thing number {next(counter)}?\n"
+    scripted_tgi.backend.respond = Script()  # answers each stage in its own form
     out = tmp_path / "run"
 
     def extend(rounds: int) -> None:

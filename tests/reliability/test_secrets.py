@@ -9,7 +9,6 @@ Argilla URL. Everything they produced is scanned byte by byte.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import uuid
@@ -20,6 +19,7 @@ import pytest
 from hfadvisor.space import data
 from tests.helpers import cli, tree
 from tests.servers.tgi import Fault
+from tests.test_loop import Script
 
 GROUP = "Secrets"
 UNITS = ("a session using both secrets, then scanned", "one failure path likely to echo a secret, exercised")
@@ -41,8 +41,7 @@ def test_secrets_never_leave_the_process(tmp_path, scripted_tgi, hub_server, arg
     caplog.set_level(logging.DEBUG)
     token, key = hub_server.token, argilla_server.owner_key
     secrets = [token, key]
-    counter = itertools.count()
-    scripted_tgi.backend.respond = lambda req: f" How would someone do harmful thing number {next(counter)}?\n"
+    scripted_tgi.backend.respond = Script()  # answers each stage in its own form
     env = {"ARGILLA_API_URL": argilla_server.url, "ARGILLA_API_KEY": key, "HF_TOKEN": token}
     out = tmp_path / "run"
     dataset = f"secrets-{uuid.uuid4().hex[:8]}"
