@@ -94,7 +94,7 @@ def test_hostile_text_is_stripped_bounded_and_escaped(tmp_path, scripted_tgi, ta
                 assert len(re.split(r"(?<!\\)\|", line)) == 7, (name, line)
 
     # the Space: header, round details and summary diff escaped; tables show the text as text
-    from hfadvisor.space.app import run_header
+    from hfadvisor.space.tabs.explore import run_header
 
     view = data.open_local(out)
     rendered = [run_header(view)]  # Markdown: neither tags nor links may be live

@@ -83,7 +83,7 @@ def test_secrets_never_leave_the_process(tmp_path, scripted_tgi, hub_server, arg
         texts["argilla records"] = "\n".join(repr(r.to_dict()) for r in records)
     finally:
         client.http_client.close()
-    from hfadvisor.space.app import run_header
+    from hfadvisor.space.tabs.explore import run_header
 
     view = data.open_local(out)
     texts["space"] = "\n".join(
