@@ -88,7 +88,7 @@ def plan_run(
             info.method, planned, file_layer, flags, {"mode": mode}, source=str(config_file or "flags")
         )
         config = _concretize(config)
-        changed = _diff(info.method, config.method_dict())
+        changed = _diff({**RunConfig.METHOD_ADDED, **info.method}, config.method_dict())
         if changed:
             raise RunStateError(
                 f"{out} was made with a different configuration ({'; '.join(changed[:3])}): "

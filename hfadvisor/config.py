@@ -98,6 +98,13 @@ class RunConfig(_Strict):
     pipeline_depth: int = Field(
         1, ge=1, le=1024, description="baseline only: rounds generating at once (round r sees the pool of r-depth)"
     )
+    lanes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="advisor only: weaknesses per round, each with its own batch; one summary update takes all "
+        "(1 = the paper)",
+    )
     # --- operational (not hashed) ---
     rounds: int = Field(3, ge=1, le=10_000_000, description="total generated rounds (round 0 holds the seeds)")
     endpoints: list[str] = Field(default_factory=list, description="TGI/OpenAI-compatible base URLs; empty = embedded")
@@ -128,6 +135,14 @@ class RunConfig(_Strict):
     metrics: bool = Field(True, description="compute coverage/diversity metrics per round for the card")
     timeout: float = Field(120.0, gt=0, description="seconds per request")
     retry: RetryPolicy = RetryPolicy()
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="token budget of the whole run (prompt + completion, resumed sessions included): stop at the "
+        "round boundary before the next round would pass it",
+    )
+    price_input: float | None = Field(None, ge=0, description="price per 1M input (prompt) tokens: cost in card/log")
+    price_output: float | None = Field(None, ge=0, description="price per 1M output (completion) tokens")
 
     @field_validator("endpoints")
     @classmethod
@@ -157,6 +172,9 @@ class RunConfig(_Strict):
         "argilla_workspace",
         "use_labels",
         "metrics",
+        "max_tokens",
+        "price_input",
+        "price_output",
     )
 
     @model_validator(mode="after")
@@ -165,6 +183,8 @@ class RunConfig(_Strict):
             raise ValueError(
                 "pipeline_depth applies to the baseline only: each advisor round needs the previous summary"
             )
+        if self.mode == "baseline" and self.lanes != 1:
+            raise ValueError("lanes applies to advisor runs only: the baseline has no weakness to split")
         return self
 
     @property
@@ -178,6 +198,9 @@ class RunConfig(_Strict):
         if self.examples_per_prompt is not None:
             return self.examples_per_prompt
         return 3 if self.mode == "advisor" else 5
+
+    # Method fields added after runs were stored: a stored method without the key meant this value.
+    METHOD_ADDED: ClassVar[dict[str, Any]] = {"lanes": 1}
 
     def method_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude=set(self.OPERATIONAL))

@@ -23,6 +23,7 @@ ROW_FEATURES = Features(
         "source": Value("string"),  # seed | advisor | baseline
         "model": Value("string"),
         "exemplar_ids": List(Value("string")),
+        "lane": Value("int32"),  # which of the round's weaknesses (advisor rows); null for seeds, baseline, old runs
     }
 )
 
@@ -91,7 +92,8 @@ class Revision(BaseModel):
     summary_after: list[str]
     summary_source: str = "seed"  # seed | model | fallback | unchanged
     summary_note: str = ""
-    weakness: str | None = None
+    weakness: str | None = None  # the first lane's (all of them: `weaknesses`)
+    weaknesses: list[str] = Field(default_factory=list)  # one per lane (--lanes); empty in runs before lanes
     weakness_attempts: int = 0
     weakness_prompt: str | None = None  # only when plugins (human labels) added feedback to the preset's prompt
     summary_sees_examples: bool | None = None

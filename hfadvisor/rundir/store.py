@@ -37,6 +37,8 @@ from hfadvisor.rundir.files import atomic_write, commit, is_temp, parquet_bytes,
 from hfadvisor.rundir.paths import ROUND_RE, SESSION_RE, round_name
 
 ROW_SCHEMA = arrow_schema(ROW_FEATURES)
+# runs made before lanes (no `lanes` in their method) keep writing shards without the `lane` column
+LEGACY_ROW_SCHEMA = arrow_schema(type(ROW_FEATURES)({k: v for k, v in ROW_FEATURES.items() if k != "lane"}))
 REJECT_SCHEMA = arrow_schema(REJECT_FEATURES)
 
 
@@ -142,11 +144,22 @@ class RunStore:
         upto = self.rounds_done - 1 if upto is None else upto
         if upto < 0 or upto >= self.rounds_done:
             raise RunStateError(f"round {upto} does not exist: {self.path} has rounds 0..{self.rounds_done - 1}")
+        legacy = self._row_schema is LEGACY_ROW_SCHEMA
+        read = [c for c in columns if not (legacy and c == "lane")] if columns is not None else None
         tables = [
-            pq.read_table(self.path / entry.shard, columns=columns) for entry in self.index[: upto + 1] if entry.shard
+            pq.read_table(self.path / entry.shard, columns=read) for entry in self.index[: upto + 1] if entry.shard
         ]
         schema = ROW_SCHEMA if columns is None else pa.schema([ROW_SCHEMA.field(c) for c in columns])
-        return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
+        if not tables:
+            return schema.empty_table()
+        table = pa.concat_tables(tables)
+        if "lane" in schema.names and "lane" not in table.column_names:  # an old run: no row has a lane
+            table = table.append_column("lane", pa.nulls(table.num_rows, pa.int32()))
+        return table.select(schema.names).cast(schema)
+
+    @property
+    def _row_schema(self) -> pa.Schema:
+        return ROW_SCHEMA if "lanes" in self.info.method else LEGACY_ROW_SCHEMA
 
     def rejects_table(self, upto: int | None = None) -> pa.Table:
         upto = self.rounds_done - 1 if upto is None else upto
@@ -171,7 +184,7 @@ class RunStore:
         if r != self.rounds_done:
             raise RunStateError(f"round {r} cannot follow round {self.rounds_done - 1}")
         t0 = time.monotonic()
-        data = parquet_bytes(rows, ROW_SCHEMA) if rows else None
+        data = parquet_bytes(rows, self._row_schema) if rows else None
         rej = parquet_bytes(rejects, REJECT_SCHEMA) if rejects else None
         rev = rev.model_copy(
             update={

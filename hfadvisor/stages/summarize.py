@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,24 @@ SCHEMA_APPEND: dict[str, Any] = {  # append mode: the one new line
     "required": ["category"],
     "additionalProperties": False,
 }
+SCHEMA_APPEND_MANY: dict[str, Any] = {  # append mode with several weaknesses (--lanes): one new line each
+    "type": "object",
+    "properties": {
+        "categories": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_LINE_CHARS},
+            "minItems": 1,
+        }
+    },
+    "required": ["categories"],
+    "additionalProperties": False,
+}
 Covered = Callable[[str, str], bool]
+Weakness = str | Sequence[str]  # one weakness, or the round's weaknesses (one per lane)
+
+
+def _listed(weakness: Weakness) -> list[str]:
+    return [weakness] if isinstance(weakness, str) else list(weakness)
 
 
 @dataclass
@@ -91,8 +108,24 @@ class AppendAnswer(BaseModel):
     category: str = Field(min_length=1, max_length=MAX_LINE_CHARS)
 
 
-def build_prompt(preset: Preset, style: str, summary: list[str], weakness: str, new_examples: list[str] | None) -> str:
-    return preset.render(style, "summarize", summary=summary, weakness=weakness, new_examples=new_examples or [])
+class AppendManyAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    categories: list[str] = Field(min_length=1)
+
+
+def build_prompt(
+    preset: Preset, style: str, summary: list[str], weakness: Weakness, new_examples: list[str] | None
+) -> str:
+    """`weakness` may be the round's list (--lanes): templates see `weaknesses` (all) and `weakness` (the first)."""
+    weaknesses = _listed(weakness)
+    return preset.render(
+        style,
+        "summarize",
+        summary=summary,
+        weakness=weaknesses[0],
+        weaknesses=weaknesses,
+        new_examples=new_examples or [],
+    )
 
 
 _ANNOTATION = re.compile(
@@ -169,29 +202,50 @@ def covers(old: str, new: str) -> bool:
     return bool(old_words) and all(any(_same_word(w, v) for v in new_words) for w in old_words)
 
 
+def _fallback_items(summary: list[str], weakness: Weakness) -> list[str]:
+    """Each weakness in at most five words, unless the summary (or an earlier one) has it already."""
+    seen = {normalize(line) for line in summary}
+    items = []
+    for w in _listed(weakness):
+        item = words(w, MAX_WORDS)
+        if item and normalize(item) not in seen:
+            seen.add(normalize(item))
+            items.append(item)
+    return items
+
+
 def fallback(
-    summary: list[str], weakness: str, note: str, *, reason: str = "", dropped: list[str] | None = None
+    summary: list[str], weakness: Weakness, note: str, *, reason: str = "", dropped: list[str] | None = None
 ) -> SummaryUpdate:
-    item = words(weakness, MAX_WORDS)
-    add = bool(item) and normalize(item) not in {normalize(line) for line in summary}
-    return SummaryUpdate(
-        [*summary, item] if add else list(summary),
-        "fallback",
-        note,
-        added=[item] if add else [],
-        dropped=list(dropped or []),
-        reason=reason,
-    )
+    items = _fallback_items(summary, weakness)
+    return SummaryUpdate([*summary, *items], "fallback", note, added=items, dropped=list(dropped or []), reason=reason)
 
 
-def _related(item: str, weakness: str, summary: list[str]) -> bool:
-    """Does the new line share a distinctive word with the weakness it is meant to name?
+def _related(item: str, weakness: Weakness, summary: list[str]) -> bool:
+    """Does the new line share a distinctive word with the weakness (any of them) it is meant to name?
 
     Words on many summary lines ("harmfulness") do not count: they say nothing about the topic.
     """
     counts = Counter(w for line in summary for w in set(normalize(line).split()))
     common = {w for w, n in counts.items() if n > max(1, len(summary) // 3)}
-    return bool((set(normalize(item).split()) & set(normalize(weakness).split())) - common)
+    mine = set(normalize(item).split())
+    return any(bool((mine & set(normalize(w).split())) - common) for w in _listed(weakness))
+
+
+def _complete(update: SummaryUpdate, weakness: Weakness, summary: list[str]) -> SummaryUpdate:
+    """Several weaknesses (--lanes): one the model's lines name none of is added as the fallback's line.
+    One weakness: unchanged (the checks before already required a line for it)."""
+    if isinstance(weakness, str) or len(weakness) < 2:
+        return update
+    missing = [w for w in weakness if not any(_related(ln, w, summary) for ln in update.summary)]
+    items = _fallback_items(update.summary, missing)
+    if not items:
+        return update
+    note = f"{len(items)} of {len(weakness)} weaknesses added by the fallback"
+    update.summary = [*update.summary, *items]
+    update.added = [*update.added, *items]
+    update.note = f"{update.note}; {note}" if update.note else note
+    return update
 
 
 def _is_intro(line: str) -> bool:
@@ -242,35 +296,48 @@ def _answer_lines(text: str, delimiter: str) -> tuple[list[str], str]:
 
 def _append_line(text: str) -> tuple[str, str]:
     """The one new line of an append-mode answer, or ("", reject code)."""
+    lines, reason = _append_lines(text, 1)
+    return (lines[0], "") if lines else ("", reason)
+
+
+def _append_lines(text: str, n: int) -> tuple[list[str], str]:
+    """The first `n` new lines of an append-mode answer, or ([], reject code)."""
     lines, reason = _answer_lines(text, "\0")
-    if not lines:
-        return "", reason
-    m = _NEW_LINE_IS.match(lines[0])
-    return words(_clean(m.group("x")) if m else lines[0], MAX_WORDS), ""
+    out = []
+    for line in lines[:n]:
+        m = _NEW_LINE_IS.match(line)
+        out.append(words(_clean(m.group("x")) if m else line, MAX_WORDS))
+    return out, reason
 
 
 def parse(
     text: str,
     summary: list[str],
-    weakness: str,
+    weakness: Weakness,
     mode: str,
     *,
     delimiter: str = DELIMITER,
     covered: Covered | None = None,
 ) -> SummaryUpdate:
-    """`mode` is `append` (the model wrote only the next line) or `full` (the whole list, closed by `delimiter`)."""
+    """`mode` is `append` (the model wrote only the next line) or `full` (the whole list, closed by `delimiter`).
+
+    `weakness` may be a list (--lanes): append mode then reads one line per weakness, and a weakness
+    no kept line names is added as in the fallback (noted), so no lane's weakness is lost.
+    """
     if mode == "append":
-        return _append(*_append_line(text), summary, weakness)
+        if not isinstance(weakness, str) and len(weakness) > 1:
+            return _append_many(*_append_lines(text, len(weakness)), summary, weakness)
+        return _append(*_append_line(text), summary, _listed(weakness)[0])
     lines, reason = _answer_lines(text, delimiter)
     if not lines:
         return fallback(summary, weakness, "no summary lines in the answer", reason=reason)
-    return _full(lines, summary, weakness, covered or covers)
+    return _complete(_full(lines, summary, weakness, covered or covers), weakness, summary)
 
 
 def parse_json(
     text: str,
     summary: list[str],
-    weakness: str,
+    weakness: Weakness,
     mode: str,
     *,
     delimiter: str = DELIMITER,
@@ -278,7 +345,13 @@ def parse_json(
 ) -> SummaryUpdate:
     """The structured answer (`SCHEMA` in full mode, `SCHEMA_APPEND` in append mode); its lines get
     the same checks as a text answer. Not JSON or the wrong shape → the fallback, with the reason."""
+    if mode == "append" and not isinstance(weakness, str) and len(weakness) > 1:  # SCHEMA_APPEND_MANY
+        many = load_json(text, AppendManyAnswer)
+        if many.value is None:
+            return fallback(summary, weakness, f"{many.reason}: {many.detail}", reason=many.reason or "")
+        return parse("\n".join(many.value.categories), summary, weakness, "append")
     if mode == "append":
+        weakness = _listed(weakness)[0]
         one = load_json(text, AppendAnswer)
         if one.value is None:
             return fallback(summary, weakness, f"{one.reason}: {one.detail}", reason=one.reason or "")
@@ -304,10 +377,28 @@ def _append(item: str, reason: str, summary: list[str], weakness: str) -> Summar
     return SummaryUpdate([*summary, item], "model", added=[item])
 
 
-def _full(lines: list[str], summary: list[str], weakness: str, covered: Covered) -> SummaryUpdate:
-    if len(lines) > len(summary) + 3:
+def _append_many(items: list[str], reason: str, summary: list[str], weaknesses: Sequence[str]) -> SummaryUpdate:
+    """Append mode, several weaknesses: each answer line related to one of them is added (or found
+    covered); weaknesses no line named get the fallback's line."""
+    if not items:
+        return fallback(summary, weaknesses, f"no line in the answer ({reason})", reason=reason)
+    old = {normalize(line) for line in summary}
+    kept: list[str] = []
+    for item in items:
+        if normalize(item) in old or normalize(item) in {normalize(k) for k in kept}:
+            continue
+        if _related(item, weaknesses, summary):
+            kept.append(item)
+    if not kept and not any(normalize(i) in old and _related(i, weaknesses, summary) for i in items):
+        return fallback(summary, weaknesses, f"model named only unrelated lines: {items[0][:60]!r}", reason="unrelated")
+    return _complete(SummaryUpdate([*summary, *kept], "model", added=kept), weaknesses, summary)
+
+
+def _full(lines: list[str], summary: list[str], weakness: Weakness, covered: Covered) -> SummaryUpdate:
+    n = len(_listed(weakness))
+    if len(lines) > len(summary) + 2 + n:
         return fallback(
-            summary, weakness, f"answer had {len(lines)} lines for {len(summary)} + 1 (looping)", reason="looping"
+            summary, weakness, f"answer had {len(lines)} lines for {len(summary)} + {n} (looping)", reason="looping"
         )
     too_long = [ln for ln in lines if len(ln.split()) > MAX_WORDS]
     if too_long:
