@@ -14,11 +14,33 @@ from typing import Any
 from hfadvisor.serve.backend import GenerationRequest
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "lanes_k1_golden.json"
-NOUNS = (
-    "forgery lockpicking poaching smuggling arson stalking doxxing bribery piracy counterfeiting "
-    "wiretapping extortion sabotage trespassing vandalism looting phishing skimming spoofing hijacking "
-    "cyberbullying swatting gerrymandering embezzlement blackmail"
-).split()
+NOUNS = [
+    "forgery",
+    "lockpicking",
+    "poaching",
+    "smuggling",
+    "arson",
+    "stalking",
+    "doxxing",
+    "bribery",
+    "piracy",
+    "counterfeiting",
+    "wiretapping",
+    "extortion",
+    "sabotage",
+    "trespassing",
+    "vandalism",
+    "looting",
+    "phishing",
+    "skimming",
+    "spoofing",
+    "hijacking",
+    "cyberbullying",
+    "swatting",
+    "gerrymandering",
+    "embezzlement",
+    "blackmail",
+]
 
 
 def stage_of(prompt: str) -> str:
@@ -89,9 +111,7 @@ class Oracle:
 def transcript(store: Any, requests: list[GenerationRequest]) -> dict[str, Any]:
     """What K = 1 must keep byte-identical: every request sent (prompt, seed, stops, length) in order of
     seed within a stage, and every row and summary (row ids without the random run prefix)."""
-    sent = [
-        {"prompt": r.prompt, "seed": r.seed, "stop": r.stop, "max_new_tokens": r.max_new_tokens} for r in requests
-    ]
+    sent = [{"prompt": r.prompt, "seed": r.seed, "stop": r.stop, "max_new_tokens": r.max_new_tokens} for r in requests]
     sent.sort(key=lambda x: (x["prompt"], x["seed"] or 0))
     table = store.table()
     rows = [
