@@ -215,6 +215,10 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path):
     held.mkdir()
     (held / "train_config.json").write_text("{}")
     line = _one_error_line(cli("train", str(runs["export"]), "-o", str(held)))
+    assert "stopped before its first checkpoint" in line  # --resume could not help: it says so
+    (held / "checkpoint-3").mkdir()
+    line = _one_error_line(cli("train", str(runs["export"]), "-o", str(held)))
     assert "pass --resume" in line
+    assert sorted(p.name for p in held.iterdir()) == ["checkpoint-3", "train_config.json"]  # untouched
     with pytest.raises(ConfigError, match="--lora-dropout"):
         TrainConfig.build(data="x", output_dir="y", lora_dropout=1.0)

@@ -110,8 +110,13 @@ def _check_output(out: Path, config: TrainConfig, resume: bool) -> None:
             raise ConfigError(f"--resume: {out} has no checkpoint to resume from: train without --resume")
         config.check_resume(before)
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if (out / CONFIG_FILE).is_file():
+        if last_checkpoint(out) is not None:
             raise ConfigError(f"{out} holds an earlier training: pass --resume to continue it, or a new --output")
+        if (out / CONFIG_FILE).is_file():
+            raise ConfigError(
+                f"{out} holds a training stopped before its first checkpoint (nothing to resume): delete it "
+                "or choose a new --output"
+            )
         raise ConfigError(f"{out} exists and is not empty: choose a new --output directory")
 
 
