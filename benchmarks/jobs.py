@@ -84,7 +84,11 @@ def job_run(a: dict[str, Any]) -> dict[str, Any]:
     per_round = _instrument() if a.get("instrument") else {}
     clock = Clock()
     out = Path(a["out"])
-    overrides = {k: a[k] for k in ("rounds", "batch_size", "concurrency", "pipeline_depth", "api", "metrics") if k in a}
+    overrides = {
+        k: a[k]
+        for k in ("rounds", "batch_size", "concurrency", "pipeline_depth", "api", "metrics", "lanes", "sampling")
+        if k in a
+    }
     t0 = time.monotonic()
     store = hfadvisor.run(out, endpoints=[a["url"]], mode=a.get("mode", "advisor"), observer=clock, **overrides)
     t1 = time.monotonic()

@@ -149,6 +149,9 @@ class LatencyBackend:
         tail = prompt.rstrip()[-200:]
         if "does not cover yet" in tail or "is not covered yet" in tail:
             return "weakness", category_text(next(self._categories))
+        many = re.search(r"were just added(?: to the dataset)?:\n((?:\* [^\n]+\n)+)", prompt)
+        if many and tail.endswith("-"):  # --lanes: one line per weakness, as the append-mode list goes on
+            return "summarize", "\n- ".join(" ".join(ln[2:].split()[:5]) for ln in many.group(1).splitlines())
         m = re.search(r"was just added(?: to the dataset)?: ([^\n]+?)\.?\n", prompt)
         if m and tail.endswith("-"):
             return "summarize", " ".join(m.group(1).split()[:5])

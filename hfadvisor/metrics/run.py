@@ -40,7 +40,7 @@ def shared_categories(stores: list[RunStore], categories_file: Path | None = Non
         if store.info.mode == "advisor" and store.last is not None:
             lines += store.last.summary_after
             # every weakness targeted too: a small model's summary rewrite can drop or never add them
-            lines += [rev.weakness for rev in store.revisions() if rev.weakness]
+            lines += [w for rev in store.revisions() for w in (rev.weaknesses or [rev.weakness]) if w]
     cats = clean_categories(lines)
     return cats, (
         f"the union of the runs' seed summaries, final summaries and targeted weaknesses ({len(cats)} categories)"
