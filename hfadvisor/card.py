@@ -68,6 +68,30 @@ def answer_paths(rev: Revision) -> str:
     return "; ".join(parts)
 
 
+def cost_rows(rev: Revision, ledger_total: Any) -> dict[str, Any]:
+    """Prompt tokens and, when the round was run with prices, its cost and the run's (at the round's prices).
+
+    When the endpoint reported no prompt tokens the card says so, and the cost is labelled output-only.
+    """
+    reported = getattr(ledger_total, "input_reported", "all")
+    if reported == "none":
+        tokens_in = "not reported by the endpoint (token counts and costs cover output tokens only)"
+    else:
+        tokens_in = f"{ledger_total.prompt_tokens} (whole run{'; some calls did not report them' if reported == 'some' else ''})"
+    prices = rev.extra.get("prices") if isinstance(rev.extra, dict) else None
+    cost = None
+    if prices:
+        pi, po = prices.get("input"), prices.get("output")
+        this, total = rev.ledger.cost(pi, po), ledger_total.cost(pi, po)
+        if this is not None and total is not None:
+            cost = {
+                "prices": f"input {pi if pi is not None else '—'}, output {po if po is not None else '—'} per 1M tokens",
+                "round": this.label(),
+                "total": total.label(),
+            }
+    return {"tokens_in": tokens_in, "cost": cost}
+
+
 def size_category(n: int) -> str:
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < limit:
@@ -155,6 +179,7 @@ def render(
         "answers": answer_paths(rev),
         "model": md(rev.model),
         "ledger": ledger_total,
+        **cost_rows(rev, ledger_total),
         "summary": [md(line) for line in rev.summary_after],
         "history": [
             {

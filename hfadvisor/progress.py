@@ -23,8 +23,13 @@ class _LedgerColumn(ProgressColumn):
             return Text("")
         elapsed = max(time.monotonic() - self.view.t0, 1e-6)
         throttled = f"concurrency {ledger.concurrency} (overloaded ×{ledger.throttled}) · " if ledger.throttled else ""
+        cost = ledger.cost(*self.view.prices)
+        spend = f"cost {cost.label()} this session · " if cost else ""
+        tokens = (
+            f"{ledger.prompt_tokens}+{ledger.completion_tokens}" if ledger.prompt_reported else ledger.completion_tokens
+        )
         return Text(
-            f"{self.view.rows} rows · {ledger.requests / elapsed:.1f} req/s · {ledger.completion_tokens} tok · "
+            f"{self.view.rows} rows · {ledger.requests / elapsed:.1f} req/s · {tokens} tok · {spend}"
             f"{ledger.retries} retries · {ledger.failures} failed · {throttled}{self.view.stage_name}",
             style="cyan",
         )
@@ -33,8 +38,11 @@ class _LedgerColumn(ProgressColumn):
 class RichObserver:
     """Implements the runner's Observer protocol with a rich progress bar and one log line per round."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(
+        self, console: Console | None = None, prices: tuple[float | None, float | None] = (None, None)
+    ) -> None:
         self.console = console or Console(stderr=True)
+        self.prices = prices  # per 1M input/output tokens: the live cost (none given: no cost shown)
         self.ledger: Ledger | None = None
         self.rows = 0
         self.stage_name = "starting"
@@ -69,14 +77,19 @@ class RichObserver:
     def stage(self, name: str) -> None:
         self.stage_name = name
 
+    def budget_stopped(self, message: str) -> None:
+        self.stage_name = "stopped: token budget"
+
     def round_done(self, rev: Revision, rows_total: int) -> None:
         self.rows = rows_total
         self.progress.update(self.task, completed=rev.round)
         weakness = f" weakness={rev.weakness!r}" if rev.weakness else ""
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(rev.reject_reasons.items()))
+        cost = rev.ledger.cost(*self.prices)
         self.progress.console.print(
             f"round {rev.round}:{weakness} +{rev.rows} rows, {rev.rejects} rejected"
-            f"{f' ({reasons})' if reasons else ''}, summary {rev.summary_source}, {rev.timings.total:.1f}s",
+            f"{f' ({reasons})' if reasons else ''}, summary {rev.summary_source}, {rev.timings.total:.1f}s"
+            f"{f', cost {cost.label()}' if cost else ''}",
             markup=False,
             highlight=False,
         )

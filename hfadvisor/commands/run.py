@@ -45,7 +45,7 @@ def launch(mode: str, run_dir: Path | None, output: Path | None, config: Path | 
         done = plan.store.rounds_done - 1 if plan.store else 0
         where = ", ".join(plan.config.endpoints) if plan.config.endpoints else "the embedded model (SmolLM2-135M)"
         err.print(f"{what} {mode} run {target} at round {done + 1} of {plan.config.rounds} on {where}", markup=False)
-        with RichObserver(err) as observer:
+        with RichObserver(err, prices=(plan.config.price_input, plan.config.price_output)) as observer:
             store = asyncio.run(api.execute(plan, observer))
     except HFAdvisorError as e:
         done = _rounds_on_disk(target)
@@ -58,7 +58,29 @@ def launch(mode: str, run_dir: Path | None, output: Path | None, config: Path | 
             130,
         ) from None
     rows = sum(i.rows for i in store.index)
+    stopped = _budget_stop(store, plan.config)
+    if stopped:  # exit 0: the run is resumable with a larger --max-tokens
+        err.print(stopped, markup=False)
     err.print(f"done: {store.rounds_done - 1} rounds, {rows} rows in {target} (card: {target}/README.md)", markup=False)
+
+
+def _budget_stop(store: Any, config: Any) -> str | None:
+    """The budget's one line when it ended the run short of its rounds (same rule as the runner's)."""
+    from hfadvisor.budget import TokenBudget
+
+    done = store.rounds_done - 1
+    if config.max_tokens is None or done >= config.rounds:
+        return None
+    budget = TokenBudget.of(config.max_tokens, [rev.ledger for rev in store.revisions() if rev.round])
+    return None if budget.allows() else budget.message(done, config.rounds)
+
+
+def _prices(rev: Any, price_input: float | None, price_output: float | None) -> tuple[float | None, float | None]:
+    """Prices for `log`: the flags, else those the round was run with."""
+    if price_input is not None or price_output is not None:
+        return price_input, price_output
+    stored = rev.extra.get("prices") or {}
+    return stored.get("input"), stored.get("output")
 
 
 def run_command(mode: str):
@@ -80,6 +102,10 @@ def run_command(mode: str):
 def log_cmd(
     path: Annotated[Path, typer.Argument(help="run directory")],
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per round")] = False,
+    price_input: Annotated[
+        float | None, typer.Option(help="price per 1M input tokens (default: the price each round was run with)")
+    ] = None,
+    price_output: Annotated[float | None, typer.Option(help="price per 1M output tokens (same default)")] = None,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -90,8 +116,14 @@ def log_cmd(
         store = RunStore.open(path, repair=False)
     except HFAdvisorError as e:
         raise fail(e) from None
+    if (price_input is not None and price_input < 0) or (price_output is not None and price_output < 0):
+        raise fail("--price-input/--price-output: a price per 1M tokens is 0 or more")
+    total = None
     if as_json:
         for rev in store.revisions():
+            total = rev.ledger if total is None else total.plus(rev.ledger)
+            pi, po = _prices(rev, price_input, price_output)
+            cost, run_cost = rev.ledger.cost(pi, po), total.cost(pi, po)
             line = {
                 "round": rev.round,
                 "weakness": rev.weakness,
@@ -103,13 +135,30 @@ def log_cmd(
                 "answers": {k: {"structured": c.structured, "text": c.text} for k, c in rev.ledger.by_stage.items()},
                 "seconds": round(rev.timings.total, 3),
                 "sha256": rev.sha256,
+                "prompt_tokens": rev.ledger.prompt_tokens,
+                "completion_tokens": rev.ledger.completion_tokens,
+                "input_tokens_reported": rev.ledger.input_reported,
+                "tokens_total": total.tokens,  # the run's, up to this round (what --max-tokens counts)
+                "cost": None if cost is None else round(cost.total, 6),
+                "cost_total": None if run_cost is None else round(run_cost.total, 6),  # at this round's prices
+                "cost_covers": None
+                if cost is None
+                else ("output" if cost.input_reported == "none" else "input+output"),
             }
             sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
         return
     table = Table(title=f"{path} — {store.info.mode} run {store.info.run_id[:8]}, config {store.info.config_hash}")
-    for col in ("round", "weakness", "rows", "rejects", "summary", "seconds", "model"):
+    revisions = list(store.revisions())
+    priced = any(_prices(rev, price_input, price_output) != (None, None) for rev in revisions)
+    cols = ["round", "weakness", "rows", "rejects", "summary", "seconds", "model", "tokens in/out"]
+    for col in [*cols, *(["cost", "cost (run)"] if priced else [])]:
         table.add_column(col, overflow="fold")
-    for rev in store.revisions():
+    for rev in revisions:
+        total = rev.ledger if total is None else total.plus(rev.ledger)
+        pi, po = _prices(rev, price_input, price_output)
+        cost, run_cost = rev.ledger.cost(pi, po), total.cost(pi, po)
+        tokens_in = "—" if rev.ledger.input_reported == "none" else str(rev.ledger.prompt_tokens)
+        money = [cost.label() if cost else "—", run_cost.label() if run_cost else "—"] if priced else []
         table.add_row(
             str(rev.round),
             rev.weakness or ("(seeds)" if rev.round == 0 else "—"),
@@ -118,6 +167,8 @@ def log_cmd(
             rev.summary_source,
             f"{rev.timings.total:.1f}",
             rev.model,
+            f"{tokens_in}/{rev.ledger.completion_tokens}",
+            *money,
         )
     console = Console()
     console.print(table)

@@ -360,36 +360,46 @@ class LLMClient:
     async def _tgi(
         self, ep: _Endpoint, prompt: str | list[Message], s: Sampling, stops: list[str], top_p: float | None,
         seed: int | None, greedy: bool, schema: dict[str, Any] | None = None,
-    ) -> tuple[str, int, int, str | None]:  # fmt: skip
+    ) -> tuple[str, int | None, int, str | None]:  # fmt: skip
         if self.chat_template is not None:
             prompt = self.chat_template.render(prompt)
         elif not isinstance(prompt, str):
             raise ConfigError(
                 "a conversation needs a chat template with the tgi api: pass --chat-template, or use --api chat"
             )
-        out = await ep.client.text_generation(
-            prompt,
-            max_new_tokens=s.max_new_tokens,
-            do_sample=not greedy,
-            temperature=None if greedy else s.temperature,
-            top_p=top_p,
-            seed=seed,
-            stop=stops or None,
-            details=True,
-            grammar=tgi_grammar(schema) if schema is not None else None,  # type: ignore[arg-type]
-        )
-        details = getattr(out, "details", None)
-        text = getattr(out, "generated_text", None)
+        params: dict[str, Any] = {"details": True, "do_sample": not greedy, "max_new_tokens": s.max_new_tokens}
+        for key, value in (
+            ("temperature", None if greedy else s.temperature),
+            ("top_p", top_p),
+            ("seed", seed),
+            ("stop", stops or None),
+            ("grammar", tgi_grammar(schema) if schema is not None else None),
+        ):
+            if value is not None:
+                params[key] = value
+        # Posted directly (the body huggingface_hub's text_generation sends): its answer hides the
+        # x-prompt-tokens header, the only place TGI reports prompt tokens (prefill details are off
+        # by default since TGI 3), and it parses each answer in a worker thread (CPU per call).
+        resp = await self._http(ep).post(self._base(ep.url), json={"inputs": prompt, "parameters": params})
+        hf_raise_for_status(resp)
+        out = resp.json()
+        if isinstance(out, list):
+            out = out[0]
+        text = out.get("generated_text")
         if not isinstance(text, str):
             raise ValueError("answer has no generated_text")
-        ctok = int(getattr(details, "generated_tokens", 0) or 0)
-        finish = str(getattr(details, "finish_reason", "") or "") or None
-        return _strip_stops(text, stops), 0, ctok, finish
+        details = out.get("details") or {}
+        ctok = int(details.get("generated_tokens") or 0)
+        finish = str(details.get("finish_reason") or "") or None
+        header = resp.headers.get("x-prompt-tokens")
+        prefill = details.get("prefill")
+        ptok = int(header) if header and header.isdigit() else (len(prefill) if prefill else None)
+        return _strip_stops(text, stops), ptok, ctok, finish
 
     async def _chat(
         self, ep: _Endpoint, prompt: str | list[Message], s: Sampling, stops: list[str], top_p: float | None,
         seed: int | None, greedy: bool, schema: dict[str, Any] | None = None,
-    ) -> tuple[str, int, int, str | None]:  # fmt: skip
+    ) -> tuple[str, int | None, int, str | None]:  # fmt: skip
         kwargs: dict[str, Any] = {
             "messages": as_messages(prompt),
             "model": self.model or "tgi",
@@ -400,7 +410,7 @@ class LLMClient:
             "stop": stops or None,
             "response_format": self._response_format(schema),
         }
-        if schema is not None and self.response_format == "openai":
+        if schema is None or self.response_format == "openai":
             out = await self._chat_openai(ep, kwargs)
         else:
             out = await ep.client.chat_completion(**kwargs)
@@ -410,20 +420,30 @@ class LLMClient:
         if not isinstance(text, str):
             raise ValueError("answer has no message content")
         usage = out.usage
-        ptok = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
+        reported = getattr(usage, "prompt_tokens", None) if usage else None
+        ptok = int(reported) if reported is not None else None
         ctok = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
         return _strip_stops(text, stops), ptok, ctok, out.choices[0].finish_reason
 
     async def _chat_openai(self, ep: _Endpoint, body: dict[str, Any]) -> ChatCompletionOutput:
         """POST the chat body as is: huggingface_hub rewrites OpenAI's `json_schema` response_format to
-        TGI's `{"type": "json_object", "value": schema}`, which vLLM and llama.cpp read as "any JSON"."""
-        if ep.http is None:
-            headers = {"authorization": f"Bearer {self._token}"} if self._token else {}
-            ep.http = httpx2.AsyncClient(timeout=self.timeout, headers=headers)
+        TGI's `{"type": "json_object", "value": schema}`, which vLLM and llama.cpp read as "any JSON"
+        (calls without a schema come here too: the same body, less CPU per call)."""
         payload = {k: v for k, v in body.items() if v is not None} | {"stream": False}
-        resp = await ep.http.post(f"{self._base(ep.url)}/v1/chat/completions", json=payload)
+        resp = await self._http(ep).post(f"{self._base(ep.url)}/v1/chat/completions", json=payload)
         hf_raise_for_status(resp)
         return ChatCompletionOutput.parse_obj_as_instance(resp.json())
+
+    def _http(self, ep: _Endpoint) -> httpx2.AsyncClient:
+        """The endpoint's connection pool: as many kept-alive connections as calls in flight (httpx
+        keeps 20 by default, so at a higher concurrency every answer closed a connection and the next
+        call opened one)."""
+        if ep.http is None:
+            headers = {"authorization": f"Bearer {self._token}"} if self._token else {}
+            n = self._limit.ceiling
+            limits = httpx2.Limits(max_connections=n, max_keepalive_connections=n)
+            ep.http = httpx2.AsyncClient(timeout=self.timeout, headers=headers, limits=limits)
+        return ep.http
 
     def _response_format(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         """The chat API's schema field in the endpoint's dialect."""

@@ -6,7 +6,28 @@ with the run so cost and reliability are visible after the fact.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, Field
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Spend in the price's currency (prices are per 1M tokens, given by the user; no built-in table).
+
+    `input_reported` is "none" when the endpoint reported no prompt tokens (TGI without the
+    x-prompt-tokens header): the cost then covers output tokens only, and says so.
+    """
+
+    input: float
+    output: float
+    total: float
+    input_reported: str
+
+    def label(self) -> str:
+        """`0.0123` or `0.0123 (output only: input tokens not reported)`: for cards, logs and progress."""
+        note = {"none": " (output only: input tokens not reported)", "some": " (input tokens partly reported)"}
+        return f"{self.total:.4f}{note.get(self.input_reported, '')}"
 
 
 class StageCounts(BaseModel):
@@ -25,7 +46,10 @@ class Ledger(BaseModel):
     timeouts: int = 0
     connection_errors: int = 0
     malformed: int = Field(0, description="answers that were not valid protocol JSON")
-    prompt_tokens: int = Field(0, description="as reported by the server (chat usage); 0 when not reported")
+    prompt_tokens: int = Field(
+        0, description="as reported by the server (chat `usage`, TGI's x-prompt-tokens header); 0 when not reported"
+    )
+    prompt_reported: int = Field(0, description="successful calls whose server reported their prompt tokens")
     completion_tokens: int = 0
     latency_total: float = Field(0.0, description="seconds, successful calls")
     latency_max: float = 0.0
@@ -41,17 +65,44 @@ class Ledger(BaseModel):
     def latency_mean(self) -> float:
         return self.latency_total / self.requests if self.requests else 0.0
 
+    @property
+    def tokens(self) -> int:
+        """Prompt + completion tokens: what a token budget counts (prompt tokens only where reported)."""
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def input_reported(self) -> str:
+        """Whether the servers reported prompt tokens: "all", "some" or "none" of the calls.
+
+        Ledgers stored before `prompt_reported` existed count as reported when they hold prompt tokens.
+        """
+        reported = self.prompt_reported or (self.requests if self.prompt_tokens else 0)
+        if not self.requests or reported >= self.requests:
+            return "all"
+        return "some" if reported else "none"
+
+    def cost(self, price_input: float | None, price_output: float | None) -> Cost | None:
+        """The spend at these prices (per 1M tokens); None when no price is given."""
+        if price_input is None and price_output is None:
+            return None
+        usd_in = self.prompt_tokens * (price_input or 0.0) / 1e6
+        usd_out = self.completion_tokens * (price_output or 0.0) / 1e6
+        return Cost(input=usd_in, output=usd_out, total=usd_in + usd_out, input_reported=self.input_reported)
+
     def record_success(
         self,
         stage: str,
         endpoint: str,
         latency: float,
-        prompt_tokens: int,
+        prompt_tokens: int | None,
         completion_tokens: int,
         structured: bool = False,
     ) -> None:
+        """One answered call; `prompt_tokens` None = the server did not report them."""
         self.requests += 1
-        self.prompt_tokens += prompt_tokens
+        if prompt_tokens is not None:
+            self.prompt_tokens += prompt_tokens
+            self.prompt_reported += 1
         self.completion_tokens += completion_tokens
         self.latency_total += latency
         self.latency_max = max(self.latency_max, latency)
@@ -72,7 +123,7 @@ class Ledger(BaseModel):
         out = self.snapshot()
         for name in (
             "requests", "attempts", "retries", "failures", "rate_limited", "timeouts",
-            "connection_errors", "malformed", "prompt_tokens", "completion_tokens",
+            "connection_errors", "malformed", "prompt_tokens", "prompt_reported", "completion_tokens",
             "latency_total", "backoff_total", "throttled", "structured_refused", "structured_ignored",
         ):  # fmt: skip
             setattr(out, name, getattr(self, name) - getattr(before, name))
@@ -91,7 +142,7 @@ class Ledger(BaseModel):
         out = self.snapshot()
         for name in (
             "requests", "attempts", "retries", "failures", "rate_limited", "timeouts",
-            "connection_errors", "malformed", "prompt_tokens", "completion_tokens",
+            "connection_errors", "malformed", "prompt_tokens", "prompt_reported", "completion_tokens",
             "latency_total", "backoff_total", "throttled", "structured_refused", "structured_ignored",
         ):  # fmt: skip
             setattr(out, name, getattr(self, name) + getattr(other, name))

@@ -213,7 +213,12 @@ def create_app(
         answer: dict[str, Any] = {"generated_text": prefix + gen.text}
         if params.details:
             answer["details"] = _details(gen, seed)
-        return JSONResponse([answer] if wrap else answer)
+        # TGI reports token counts in headers (its answer body has no prompt count without prefill logprobs);
+        # a backend that does not count prompt tokens (0) sends none, as a server without the header would
+        counts = {"x-generated-tokens": str(gen.generated_tokens)}
+        if gen.prompt_tokens:
+            counts["x-prompt-tokens"] = str(gen.prompt_tokens)
+        return JSONResponse([answer] if wrap else answer, headers=counts)
 
     async def _stream_tgi(gen_request: GenerationRequest, prefix: str, seed: int | None) -> Response:
         release = slots.take()
