@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 import yaml
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import DatasetCardData
 
 from hfadvisor.errors import ConfigError
 from hfadvisor.records import CardSection, Revision, RevisionIndex, RunInfo
@@ -40,12 +40,28 @@ def _compiled(source: str) -> jinja2.Template:
     return jinja2.Template(source)
 
 
-def _from_template(data: DatasetCardData, path: str | Path, **kwargs: Any) -> DatasetCard:
-    """`DatasetCard.from_template`, with the compiled template reused (same text → same card)."""
+def _from_template(data: DatasetCardData, path: str | Path, **kwargs: Any) -> str:
+    """`str(DatasetCard.from_template(...))`, with the compiled template reused (same text → same card).
+
+    The text is returned as rendered: `DatasetCard(content)` parsed the YAML header back and
+    `str()` dumped it again, the same text for twice the work (a card is rendered every round,
+    on the loop's critical path). `test_card_text_equals_datasetcard` keeps the two equal.
+    """
     variables = data.to_dict().copy()
     variables.update(kwargs)
-    content = _compiled(Path(path).read_text(encoding="utf-8")).render(card_data=data.to_yaml(), **variables)
-    return DatasetCard(content)
+    return _compiled(Path(path).read_text(encoding="utf-8")).render(card_data=data.to_yaml(), **variables)
+
+
+_CONFIG_YAML: dict[str, str] = {}
+
+
+def _config_yaml(info: RunInfo) -> str:
+    """The method as YAML, once per config hash (the hash covers the method: same hash, same text)."""
+    text = _CONFIG_YAML.get(info.config_hash)
+    if text is None:
+        dumped = yaml.safe_dump(info.method, sort_keys=True, allow_unicode=True)
+        text = _CONFIG_YAML[info.config_hash] = dumped.strip().replace("```", "'''")
+    return text
 
 
 def md(text: str | None) -> str:
@@ -196,15 +212,15 @@ def render(
         "repo_hint": repo_id or "path/to/run",
         "sections": [*rev.sections, *(extra_sections or [])],
         "config_hash": info.config_hash,
-        "config_yaml": yaml.safe_dump(info.method, sort_keys=True, allow_unicode=True).strip().replace("```", "'''"),
+        "config_yaml": _config_yaml(info),
     }
     path = template or default_template()
     try:
         version = f"hfadvisor run {info.run_id} round {rev.round} ({rev.finished_at})"
-        card = _from_template(card_data(info, rows_total, rejects_total, responses, version), path, **kwargs)
+        text = _from_template(card_data(info, rows_total, rejects_total, responses, version), path, **kwargs)
     except jinja2.TemplateError as e:
         line = getattr(e, "lineno", None)
         raise ConfigError(f"card template {path}{f' line {line}' if line else ''}: {e.message or e}") from None
     except OSError as e:
         raise ConfigError(f"card template {path}: {e.strerror or e}") from None
-    return str(card).rstrip("\n") + "\n"
+    return text.rstrip("\n") + "\n"

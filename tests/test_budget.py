@@ -159,3 +159,15 @@ def test_bad_price_is_one_line_exit_2(tmp_path, scripted_tgi):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and re.search(r"price.input", proc.stderr)
     assert not (tmp_path / "r").exists()
+
+
+def test_card_text_equals_datasetcard(tmp_path, scripted_tgi, counted):
+    """The card is returned as rendered (no DatasetCard parse + dump): the same text the Hub's class makes."""
+    from huggingface_hub import DatasetCard
+
+    import hfadvisor
+
+    store = hfadvisor.run(tmp_path / "r", endpoints=[scripted_tgi.url], mode="baseline", rounds=2, batch_size=2)
+    for r in range(store.rounds_done):
+        text = (store.path / "cards" / f"round-{r:05d}.md").read_text()
+        assert str(DatasetCard(text)).rstrip("\n") + "\n" == text
