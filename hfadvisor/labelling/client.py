@@ -138,6 +138,10 @@ def connect(conn: Connection) -> rg.Argilla:
             raise LabellingError(
                 f"{conn.public_url} does not answer like an Argilla 2.x server (404 on /api/v1/me): check --api-url"
             ) from None
+        except ValueError:  # 200 with a web page (Argilla's UI answers unknown paths): the URL has a wrong path
+            raise LabellingError(
+                f"{conn.public_url} does not answer like an Argilla 2.x server (no JSON on /api/v1/me): check --api-url"
+            ) from None
 
 
 def close(client: rg.Argilla) -> None:
