@@ -9,6 +9,7 @@ from hfadvisor. Usage: `VENV/bin/python benchmarks/distilabel_job.py '{"url": ..
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ def main() -> None:
     with open(a["file"], encoding="utf-8") as f:
         prompts = json.load(f)
     t0 = time.monotonic()
+    cpu0 = time.process_time()
     with tempfile.TemporaryDirectory() as cache:
         with Pipeline(name="hfadvisor-bench", cache_dir=cache) as pipeline:
             load = LoadDataFromDicts(data=[{"instruction": p} for p in prompts], batch_size=a["batch"])
@@ -46,7 +48,10 @@ def main() -> None:
         t1 = time.monotonic()
         rows = distiset["default"]["train"]
         answered = sum(1 for g in rows["generation"] if g)
-    result = {"wall": t1 - t0, "import": t0 - t_import, "rows": len(rows), "answered": answered}
+    # CPU of this process and its worker processes (distilabel runs steps in subprocesses), after imports
+    used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in used) - cpu0
+    result = {"wall": t1 - t0, "import": t0 - t_import, "rows": len(rows), "answered": answered, "cpu_run": cpu}
     sys.stdout.write("\nRESULT " + json.dumps(result) + "\n")
 
 

@@ -89,7 +89,7 @@ def job_run(a: dict[str, Any]) -> dict[str, Any]:
         for k in ("rounds", "batch_size", "concurrency", "pipeline_depth", "api", "metrics", "lanes", "sampling")
         if k in a
     }
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     store = hfadvisor.run(out, endpoints=[a["url"]], mode=a.get("mode", "advisor"), observer=clock, **overrides)
     t1 = time.monotonic()
     rounds = sorted(clock.done)
@@ -102,6 +102,7 @@ def job_run(a: dict[str, Any]) -> dict[str, Any]:
         "rejects": sum(i.rejects for i in store.index),
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "cpu": time.process_time(),
+        "cpu_run": time.process_time() - cpu0,  # the run's CPU, imports excluded
     }
     res["constant"] = res["wall"] - res["rounds_wall"]
     timings = [clock.revs[r] for r in rounds]
@@ -141,7 +142,7 @@ def job_respond(a: dict[str, Any]) -> dict[str, Any]:
     """`hfadvisor respond` over a finished run (P2 response generation)."""
     from hfadvisor.respond import respond_run
 
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     out = respond_run(
         a["out"], [a["url"]], api=a.get("api", "chat"), concurrency=a["concurrency"], max_new_tokens=a["max_tokens"]
     )
@@ -151,6 +152,7 @@ def job_respond(a: dict[str, Any]) -> dict[str, Any]:
         "requests": out.ledger.requests,
         "retries": out.ledger.retries,
         "cpu": time.process_time(),
+        "cpu_run": time.process_time() - cpu0,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
 
