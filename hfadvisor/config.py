@@ -122,7 +122,8 @@ class RunConfig(_Strict):
     )
     structured: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="JSON-schema answers where the endpoint offers them (auto), required (on), or text only (off)",
+        description="JSON-schema answers where the endpoint offers them, for instruct/paper prompts (auto); "
+        "required, in every style (on); or text only (off)",
     )
     # --- outside systems (operational) ---
     push_to_hub: str | None = Field(None, description="Hub dataset repo id: push each round as its own commit + tag")

@@ -155,7 +155,7 @@ def test_done_instruct_model_20_rounds_text_vs_structured(tmp_path):
 def test_grammar_refused_once_per_stage_then_text(tmp_path):
     """TGI without grammar support: one 422 per stage kind, remembered; the run completes on the text path."""
     with running_tgi(ScriptedBackend(_completion_answers), flavor="tgi", grammar=False) as server:
-        store = hfadvisor.run(tmp_path / "run", endpoints=[server.url], rounds=3, batch_size=6)
+        store = hfadvisor.run(tmp_path / "run", endpoints=[server.url], rounds=3, batch_size=6, prompt_style="instruct")
         posts = [r for r in server.requests if r.method == "POST" and r.path == "/"]
     with_grammar = [r for r in posts if (r.json.get("parameters") or {}).get("grammar")]
     assert len(with_grammar) == 3  # weakness, generate, summarize: one each
@@ -192,7 +192,7 @@ def test_tgi_structured_path_rows_from_json(tmp_path):
     """A TGI server honouring grammar: every call carries the schema, rows are parsed from JSON."""
     model = InstructModel()
     with running_tgi(ScriptedBackend(model), flavor="tgi") as server:
-        store = hfadvisor.run(tmp_path / "run", endpoints=[server.url], rounds=2, batch_size=4)
+        store = hfadvisor.run(tmp_path / "run", endpoints=[server.url], rounds=2, batch_size=4, prompt_style="instruct")
         posts = [r for r in server.requests if r.method == "POST" and r.path == "/"]
     grammars = [(r.json.get("parameters") or {}).get("grammar") for r in posts]
     assert all(g and g["type"] == "json" and g["value"]["type"] == "object" for g in grammars)
@@ -238,6 +238,8 @@ def test_old_run_with_1024_resumes(tmp_path, scripted_tgi):
     assert store.rounds_done == before + 1
     summary = [r for r in scripted_tgi.backend.requests if "New list" in r.prompt]
     assert [r.max_new_tokens for r in summary] == [1024]
+    # structured auto leaves few-shot completion prompts on the text path (their answer is one line already)
+    assert all(r.json_schema is None for r in scripted_tgi.backend.requests)
 
 
 def test_chat_without_model_on_vllm_uses_v1_models(tmp_path):
