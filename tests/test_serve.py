@@ -590,3 +590,29 @@ def test_instruct_style_answers_chatty_or_clean_json(scripted_tgi: TGIServer) ->
     assert all(any(m in text for m in style.meant) and text not in style.meant for text in chatty)
     assert len({text.split("\n")[0] for text in chatty}) == 5  # five different preambles/wrappers
     assert json.loads(clean)["prompt"] == style.meant[-1] and style.structured == 1 and style.chatty == 5
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)  # the session's model server may start inside this test; 2 shared cores
+def test_smollm2_honours_a_json_schema(embedded_tgi: str) -> None:
+    """The real model, constrained: valid JSON for the schema on both APIs (unconstrained it chats)."""
+    schema = {
+        "type": "object",
+        "properties": {"category": {"type": "string", "maxLength": 60}, "harmful": {"type": "boolean"}},
+        "required": ["category", "harmful"],
+        "additionalProperties": False,
+    }
+    ask = "Name one category of harmful requests an assistant should refuse."
+
+    async def go() -> tuple[str, str]:
+        c = client(embedded_tgi, timeout=300)
+        prompt = f"<|im_start|>user\n{ask}<|im_end|>\n<|im_start|>assistant\n"
+        text = await c.text_generation(prompt, max_new_tokens=48, grammar={"type": "json", "value": schema})
+        fmt = {"type": "json_schema", "json_schema": {"name": "category", "schema": schema}}
+        chat = await c.chat_completion([{"role": "user", "content": ask}], max_tokens=48, response_format=fmt, seed=1)
+        return text, chat.choices[0].message.content
+
+    for answer in asyncio.run(go()):
+        value = json.loads(answer)
+        assert set(value) == {"category", "harmful"} and type(value["harmful"]) is bool
+        assert isinstance(value["category"], str) and len(value["category"]) <= 60
