@@ -30,7 +30,7 @@ from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, EndpointError, scrub
 from hfadvisor.llm.ledger import Ledger
 from hfadvisor.llm.limit import AdaptiveLimit
-from hfadvisor.llm.structured import looks_json, response_format, tgi_grammar
+from hfadvisor.llm.structured import looks_json, response_format, starts_json, tgi_grammar
 from hfadvisor.llm.template import ChatTemplate, Message, as_messages
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
@@ -340,13 +340,13 @@ class LLMClient:
     def _honoured(self, ep: _Endpoint, stage: str, text: str, finish: str | None, ledgers: list[Ledger]) -> bool:
         """A schema-constrained answer is JSON; text means the server ignored the schema.
 
-        An answer cut off by the token limit or a stop sequence says nothing either way (its JSON
-        is just unfinished).
+        An answer cut off by the token limit or a stop sequence counts as unfinished JSON when it
+        starts like JSON; one that starts with prose was never constrained.
         """
-        if finish in ("length", "stop_sequence"):
-            return True
         if looks_json(text):
             ep.support[stage] = True
+            return True
+        if finish in ("length", "stop_sequence") and starts_json(text):
             return True
         if self.structured == "on":
             raise EndpointError(

@@ -22,12 +22,22 @@ def response_format(schema: dict[str, Any], dialect: str) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
 
 
-def looks_json(text: str) -> bool:
-    """Is the answer a JSON value (whitespace or one code fence around it tolerated)?"""
+def _body(text: str) -> str:
     body = text.strip()
     if body.startswith("```"):
         body = body.split("\n", 1)[1] if "\n" in body else ""
         body = body.rsplit("```", 1)[0].strip()
+    return body
+
+
+def starts_json(text: str) -> bool:
+    """Could the answer be the start of a JSON object (an answer cut off by a limit or a stop)?"""
+    return _body(text)[:1] in ("{", "[")
+
+
+def looks_json(text: str) -> bool:
+    """Is the answer a JSON value (whitespace or one code fence around it tolerated)?"""
+    body = _body(text)
     try:
         json.loads(body)
     except ValueError:
