@@ -78,10 +78,11 @@ class Runner:
         self.card_template = card_template
         self.plugins = plugins or []
         self.style = config.effective_prompt_style
-        # auto: JSON schemas where the model answers in prose (instruct, paper). A few-shot completion
-        # prompt already ends on "Request:" and is cut at the line's end; constraining it to JSON
-        # made the embedded SmolLM2's requests garbled and 4.6x slower (6 calls: 207 s vs 45 s).
-        self.schemas = config.structured == "on" or (config.structured == "auto" and self.style != "completion")
+        # auto: JSON schemas where the model is instructed and answers in prose (instruct). A few-shot
+        # completion prompt already ends on "Request:" and is cut at the line's end; constraining it to
+        # JSON made the embedded SmolLM2's requests garbled and 4.6x slower (6 calls: 207 s vs 45 s).
+        # The paper style reproduces the reference code's raw-text calls, so it sends no grammar either.
+        self.schemas = config.structured == "on" or (config.structured == "auto" and self.style == "instruct")
         self.k = config.effective_examples_per_prompt
         self.run_prefix = store.info.run_id[:8]
         last = store.last
@@ -406,6 +407,8 @@ class Runner:
         rev.summary_after = update.summary
         rev.summary_source = update.source
         rev.summary_note = update.note
+        rev.summary_added, rev.summary_merged = list(update.added), dict(update.merged)
+        rev.summary_dropped = list(update.dropped)
         self.summary = update.summary
         self.pool.extend(firsts)
         self.pool_len[r] = len(self.pool)
