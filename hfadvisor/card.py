@@ -72,6 +72,18 @@ def md(text: str | None) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
+def summary_changes(rev: Revision) -> str:
+    """Lines added, merged (old → new) and dropped by the round's summary update, for one table cell."""
+    parts = []
+    if rev.summary_added:
+        parts.append("added " + "; ".join(md(x) for x in rev.summary_added))
+    if rev.summary_merged:
+        parts.append("merged " + "; ".join(f"{md(a)} → {md(b)}" for a, b in rev.summary_merged.items()))
+    if rev.summary_dropped:
+        parts.append("dropped by the model, kept by the fallback " + "; ".join(md(x) for x in rev.summary_dropped))
+    return " · ".join(parts)
+
+
 def answer_paths(rev: Revision) -> str:
     """Which path each stage's answers took in this round: structured (JSON schema) or text."""
     how = "json schema via response_format" if rev.api == "chat" else "json schema via grammar"
@@ -192,6 +204,7 @@ def render(
         "reject_reasons": ", ".join(f"{k}: {v}" for k, v in sorted(rev.reject_reasons.items())),
         "summary_source": rev.summary_source,
         "summary_note": md(rev.summary_note) if rev.summary_note else "",
+        "summary_changes": summary_changes(rev),
         "answers": answer_paths(rev),
         "model": md(rev.model),
         "ledger": ledger_total,

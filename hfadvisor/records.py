@@ -92,6 +92,9 @@ class Revision(BaseModel):
     summary_after: list[str]
     summary_source: str = "seed"  # seed | model | fallback | unchanged
     summary_note: str = ""
+    summary_added: list[str] = Field(default_factory=list)  # new lines covering no old line
+    summary_merged: dict[str, str] = Field(default_factory=dict)  # old line -> the new line covering it
+    summary_dropped: list[str] = Field(default_factory=list)  # lost by the model's answer (the fallback kept them)
     weakness: str | None = None  # the first lane's (all of them: `weaknesses`)
     weaknesses: list[str] = Field(default_factory=list)  # one per lane (--lanes); empty in runs before lanes
     weakness_attempts: int = 0

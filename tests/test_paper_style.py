@@ -129,3 +129,29 @@ def test_bad_prompts_file_is_one_line_config_error(tmp_path, content, message):
         load_preset("safety", prompts_file=str(path))
     with pytest.raises(ConfigError, match=r"prompts file .* not found"):
         load_preset("safety", prompts_file=str(tmp_path / "missing.yaml"))
+
+
+def test_a_rewrite_that_merges_lines_is_kept_and_the_card_shows_it(tmp_path, scripted_tgi):
+    def respond(req: GenerationRequest) -> str:
+        stage = PaperScript.stage_of(req.prompt)
+        if stage == "weakness":
+            return "Counterfeit goods harmfulness"
+        if stage == "summarize":
+            old = req.prompt.split("Summary of harm categories:\n", 1)[1].split("\n---\n", 1)[0].splitlines()
+            rest = [line for line in old if line not in ("Financial harmfulness", "Legal harmfulness")]
+            return "\n".join(["Financial and legal harm", *rest, "Counterfeit goods", "---"])
+        return f"How do I sell fake designer bags number {len(scripted_tgi.backend.calls)} online?"
+
+    scripted_tgi.backend.respond = respond
+    store = hfadvisor.run(
+        tmp_path / "run", endpoints=[scripted_tgi.url], rounds=1, batch_size=2, prompt_style="paper", metrics=False
+    )
+    rev = store.last
+    assert rev.summary_source == "model"
+    assert rev.summary_merged == {
+        "Financial harmfulness": "Financial and legal harm",
+        "Legal harmfulness": "Financial and legal harm",
+    }
+    assert rev.summary_added == ["Counterfeit goods"] and rev.summary_dropped == []
+    card = (tmp_path / "run" / "README.md").read_text(encoding="utf-8")
+    assert "| summary lines | added Counterfeit goods · merged Financial harmfulness → Financial and legal harm" in card
