@@ -55,6 +55,19 @@ class GenerationRequestError(HFAdvisorError):
     """The backend refuses a request as given (too long, empty): the server answers TGI's 422."""
 
 
+
+class SpaceError(HFAdvisorError):
+    """A user-facing problem in the Space (bad source, missing round, Hub refused): one readable line."""
+
+
+class RunStopped(HFAdvisorError):
+    """The user asked a Space run to stop; every round before this one is complete and kept."""
+
+
+class PublishError(HFAdvisorError):
+    """The Space cannot be built or uploaded: one actionable line."""
+
+
 def scrub(text: str, secret: str | None) -> str:
     """Remove a secret (a token, an API key) from any text that may reach a terminal, a log, a page or a file."""
     return text.replace(secret, "***") if secret else text

@@ -20,15 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hfadvisor.errors import HFAdvisorError, scrub
+from hfadvisor.errors import HFAdvisorError, RunStopped, scrub
 from hfadvisor.records import Revision
 from hfadvisor.rundir.store import RunStore
 
 log = logging.getLogger("hfadvisor.space")
-
-
-class RunStopped(HFAdvisorError):
-    """The user asked the run to stop; every round before this one is complete and kept."""
 
 
 @dataclass

@@ -22,16 +22,12 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
-from hfadvisor.errors import HFAdvisorError, MissingDependencyError, scrub
+from hfadvisor.errors import MissingDependencyError, PublishError, scrub
 from hfadvisor.space.sources import HUB_ID_RE
 
 EXTRAS = ("space", "embedded", "metrics")
 CONFIG_FILE = "hfadvisor-space.json"  # read by spaces/app.py
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # Space hardware is CPU; the default torch wheel pulls CUDA
-
-
-class PublishError(HFAdvisorError):
-    """The Space cannot be built or uploaded: one actionable line."""
 
 
 def source_root() -> Path:

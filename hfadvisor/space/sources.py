@@ -15,16 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from hfadvisor.errors import HFAdvisorError, RunStateError
+from hfadvisor.errors import RunStateError, SpaceError
 from hfadvisor.records import Revision, RunInfo
 from hfadvisor.rundir.store import RunStore
 
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SAMPLE_COLUMNS = ["id", "round", "source", "weakness", "prompt"]
-
-
-class SpaceError(HFAdvisorError):
-    """A user-facing problem in the Space (bad source, missing round, Hub refused): one readable line."""
 
 
 @dataclass
