@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfadvisor.llm.ledger import Ledger
+from hfadvisor.ledger import Ledger
 
 WINDOW = 3
 

@@ -23,7 +23,8 @@ from hfadvisor import card
 from hfadvisor.budget import TokenBudget
 from hfadvisor.config import RunConfig
 from hfadvisor.errors import ConfigError, ModelOutputError, user_errors_first
-from hfadvisor.llm import Budget, Completion, Endpoint, Ledger
+from hfadvisor.ledger import Ledger
+from hfadvisor.llm import Budget, Completion, Endpoint
 from hfadvisor.plugins import Plugin
 from hfadvisor.presets import Preset
 from hfadvisor.records import PoolEntry, Revision, Timings

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from hfadvisor.llm import Ledger
+from hfadvisor.ledger import Ledger
 from hfadvisor.records import Revision
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 from datasets import Features, List, Value
 from pydantic import BaseModel, Field
 
-from hfadvisor.llm.ledger import Ledger
+from hfadvisor.ledger import Ledger
 
 FORMAT_VERSION = 1
 

@@ -23,7 +23,8 @@ from pydantic import ValidationError
 from hfadvisor.aio import run_sync
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, RunStateError, user_errors_first
-from hfadvisor.llm import Ledger, connect, load_chat_template
+from hfadvisor.ledger import Ledger
+from hfadvisor.llm import connect, load_chat_template
 from hfadvisor.rundir.clock import call_seed, now
 from hfadvisor.rundir.responses import (
     ResponseConfig,

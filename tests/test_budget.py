@@ -12,7 +12,7 @@ import re
 import pytest
 
 from hfadvisor.budget import TokenBudget
-from hfadvisor.llm.ledger import Ledger
+from hfadvisor.ledger import Ledger
 from hfadvisor.rundir.store import RunStore
 from hfadvisor.serve.backend import Generation, GenerationRequest
 from tests.helpers import cli

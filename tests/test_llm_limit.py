@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 
 from hfadvisor.config import RetryPolicy, Sampling
+from hfadvisor.ledger import Ledger
 from hfadvisor.llm.client import LLMClient
-from hfadvisor.llm.ledger import Ledger
 from hfadvisor.llm.limit import DECREASE, AdaptiveLimit
 from hfadvisor.serve.backend import Generation, GenerationRequest
 from tests.servers.tgi import ScriptedBackend, running_tgi

@@ -11,7 +11,7 @@ import hfadvisor
 from hfadvisor import card
 from hfadvisor.api import plan_run, seed_round
 from hfadvisor.errors import RunStateError
-from hfadvisor.llm import Ledger
+from hfadvisor.ledger import Ledger
 from hfadvisor.records import Revision
 from hfadvisor.rundir.store import RevisionIndex, RunStore
 from tests.helpers import tree

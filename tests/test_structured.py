@@ -180,7 +180,7 @@ def _completion_answers(req: GenerationRequest) -> str:
 
 
 def hfadvisor_ledger(store: RunStore):
-    from hfadvisor.llm import Ledger
+    from hfadvisor.ledger import Ledger
 
     total = Ledger()
     for rev in store.revisions():

@@ -35,7 +35,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from hfadvisor import card
 from hfadvisor.errors import ConfigError, HFAdvisorError, HubError
 from hfadvisor.hub.errors import describe, is_transient
-from hfadvisor.llm.ledger import Ledger
+from hfadvisor.ledger import Ledger
 from hfadvisor.records import Revision
 from hfadvisor.rundir import paths, responses
 from hfadvisor.rundir.files import sha256

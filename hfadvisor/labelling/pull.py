@@ -20,7 +20,7 @@ from hfadvisor.labelling import client as lc
 from hfadvisor.labelling import schema, stats
 from hfadvisor.labelling.client import Connection
 from hfadvisor.labelling.push import default_dataset
-from hfadvisor.llm.ledger import Ledger
+from hfadvisor.ledger import Ledger
 from hfadvisor.records import CardSection
 from hfadvisor.rundir import paths
 from hfadvisor.rundir.files import atomic_write

@@ -2,7 +2,6 @@
 
 from hfadvisor.llm.client import Completion, LLMClient, display_url
 from hfadvisor.llm.connect import Budget, Endpoint, connect
-from hfadvisor.llm.ledger import Ledger
 from hfadvisor.llm.template import ChatTemplate, Message, load_chat_template
 
 __all__ = [
@@ -11,7 +10,6 @@ __all__ = [
     "Completion",
     "Endpoint",
     "LLMClient",
-    "Ledger",
     "Message",
     "connect",
     "display_url",

@@ -28,7 +28,7 @@ from tenacity.wait import wait_exponential_jitter
 
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, EndpointError, scrub
-from hfadvisor.llm.ledger import Ledger
+from hfadvisor.ledger import Ledger
 from hfadvisor.llm.limit import AdaptiveLimit
 from hfadvisor.llm.structured import looks_json, response_format, starts_json, tgi_grammar
 from hfadvisor.llm.template import ChatTemplate, Message, as_messages

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from hfadvisor import __version__
 from hfadvisor.config import Sampling
 from hfadvisor.errors import RunStateError
-from hfadvisor.llm.ledger import Ledger
+from hfadvisor.ledger import Ledger
 from hfadvisor.records import arrow_schema
 from hfadvisor.rundir import paths
 from hfadvisor.rundir.files import atomic_write, commit, parquet_bytes, sha256

@@ -20,7 +20,7 @@ import pytest
 
 import hfadvisor
 from hfadvisor.errors import EndpointError
-from hfadvisor.llm import Ledger
+from hfadvisor.ledger import Ledger
 from hfadvisor.loop import RAW_LIMIT
 from hfadvisor.rundir.store import RunStore
 from hfadvisor.serve.backend import Generation, GenerationRequest

@@ -1,7 +1,8 @@
 """The ledger: what a run asked of its endpoints (requests, retries, failures, tokens, latency).
 
-Kept per run and per round (a round's ledger is the difference of two snapshots), saved
-with the run so cost and reliability are visible after the fact.
+Kept per run and per round (each call is counted in the client's ledger and its round's), saved
+with every revision so cost and reliability are visible after the fact. It lives beside the
+records, not in `llm/`, so that reading a run never imports the endpoint client.
 """
 
 from __future__ import annotations
@@ -117,26 +118,6 @@ class Ledger(BaseModel):
 
     def snapshot(self) -> Ledger:
         return self.model_copy(deep=True)
-
-    def minus(self, before: Ledger) -> Ledger:
-        """The calls made since `before` (a snapshot of this ledger)."""
-        out = self.snapshot()
-        for name in (
-            "requests", "attempts", "retries", "failures", "rate_limited", "timeouts",
-            "connection_errors", "malformed", "prompt_tokens", "prompt_reported", "completion_tokens",
-            "latency_total", "backoff_total", "throttled", "structured_refused", "structured_ignored",
-        ):  # fmt: skip
-            setattr(out, name, getattr(self, name) - getattr(before, name))
-        for stage, counts in out.by_stage.items():
-            prev = before.by_stage.get(stage, StageCounts())
-            counts.requests -= prev.requests
-            counts.completion_tokens -= prev.completion_tokens
-            counts.structured -= prev.structured
-            counts.text -= prev.text
-        out.by_stage = {k: v for k, v in out.by_stage.items() if v.requests}
-        out.by_endpoint = {k: v - before.by_endpoint.get(k, 0) for k, v in out.by_endpoint.items()}
-        out.by_endpoint = {k: v for k, v in out.by_endpoint.items() if v}
-        return out
 
     def plus(self, other: Ledger) -> Ledger:
         out = self.snapshot()
