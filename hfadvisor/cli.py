@@ -12,22 +12,17 @@ import os
 import pkgutil
 import sys
 
-import typer
-
 from hfadvisor import commands
-from hfadvisor.commands._common import err
+from hfadvisor.commands._common import err, group
 from hfadvisor.errors import HFAdvisorError
 
-app = typer.Typer(
-    name="hfadvisor",
-    help="Build safety-alignment datasets with the Data Advisor loop; every round a dataset revision.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+app = group(
+    "hfadvisor",
+    "Build safety-alignment datasets with the Data Advisor loop; every round a dataset revision.",
 )
 
 # `--help` lists the commands in this order; groups not named here follow, alphabetically.
-ORDER = ("run", "serve", "hub", "label", "respond", "export", "evaluate", "compare", "space", "config")
+ORDER = ("run", "serve", "hub", "label", "respond", "export", "train", "evaluate", "compare", "report", "space", "config")
 
 
 def _register_command_groups() -> None:

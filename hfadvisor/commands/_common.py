@@ -19,6 +19,12 @@ from hfadvisor.errors import HFAdvisorError
 err = Console(stderr=True)
 
 
+def group(name: str, help: str, **options: object) -> typer.Typer:
+    """A typer app for a command group, with the settings every hfadvisor app shares."""
+    settings: dict[str, object] = {"no_args_is_help": True, "add_completion": False, "pretty_exceptions_enable": False}
+    return typer.Typer(name=name, help=help, **(settings | options))  # type: ignore[arg-type]
+
+
 def fail(message: str | HFAdvisorError, code: int | None = None) -> typer.Exit:
     """Print `error: MESSAGE` as one line on stderr; return the `typer.Exit` to raise (exit 2 by default)."""
     if code is None:

@@ -11,15 +11,12 @@ from typing import Annotated
 
 import typer
 
-from hfadvisor.commands._common import fail, say
+from hfadvisor.commands._common import fail, group, say
 from hfadvisor.errors import HFAdvisorError
 
-hub_app = typer.Typer(
-    name="hub",
-    help="Hugging Face Hub: push a run as one commit and tag per round, pull it back to continue elsewhere.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+hub_app = group(
+    "hub",
+    "Hugging Face Hub: push a run as one commit and tag per round, pull it back to continue elsewhere.",
 )
 PUSH_HELP = "Push every round of a run that the Hub repo lacks: one commit and one tag (round-0007) per round."
 PULL_HELP = "Restore a run from the Hub (rows, summary, pool, config) into a new directory, to continue it there."

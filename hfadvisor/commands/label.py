@@ -8,15 +8,12 @@ from typing import Annotated
 import typer
 
 from hfadvisor.commands._common import RunDirArg as RunDir
-from hfadvisor.commands._common import fail, say
+from hfadvisor.commands._common import fail, group, say
 from hfadvisor.errors import ConfigError, HFAdvisorError
 
-label_app = typer.Typer(
-    name="label",
-    help="Human safety labels with Argilla: push rows to a labelling queue, pull submitted labels into the run.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+label_app = group(
+    "label",
+    "Human safety labels with Argilla: push rows to a labelling queue, pull submitted labels into the run.",
 )
 
 Dataset = Annotated[
