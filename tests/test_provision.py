@@ -117,7 +117,7 @@ def test_two_sessions_run_a_script_one_after_the_other(pytestconfig, tmp_path):
 def test_ci_runs_exactly_the_readme_test_command():
     """CI proves the README: `.ci/run` installs and tests with one interpreter and nothing the README lacks."""
     readme = (REPO_ROOT / "README.md").read_text()
-    assert 'pip install -e ".[embedded,dev]" && python -m pytest' in readme
+    assert 'python -m pip install -e ".[embedded,dev]" && python -m pytest' in readme
     ci = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
     commands = [line for line in ci if line.strip() and not line.startswith(("#", "set ", "cd ", "export "))]
     assert commands == ['python -m pip install -e ".[embedded,dev]"', "python -m pytest"]
