@@ -263,6 +263,7 @@ class Fault:
     delay: float = 0.0
     message: str = "Injected fault"
     hits: int = 0
+    skip: int = 0  # matching requests let through before the fault starts
 
     def matches(self, method: str, raw_path: str) -> bool:
         """Whether a request is targeted by this fault."""
@@ -446,6 +447,9 @@ class HubApp:
         record.route = route
         with self.lock:
             fault = next((f for f in self.faults if f.matches(method, raw_path)), None)
+            if fault is not None and fault.skip:
+                fault.skip -= 1
+                fault = None
             if fault is not None:
                 fault.remaining -= 1
                 fault.hits += 1
@@ -1301,6 +1305,7 @@ class HubServer:
         after_processing: bool = False,
         delay: float = 0.0,
         message: str = "Injected fault",
+        skip: int = 0,
     ) -> Fault:
         """Fail the next ``n`` matching requests.
 
@@ -1309,7 +1314,8 @@ class HubServer:
         ``drop``: close the connection without any response instead.
         ``after_processing``: handle the request first (state changes happen), then fail/drop the
         response — a lost response. ``delay``: sleep this long before answering. ``path_contains``
-        matches the raw or the decoded path; ``method`` restricts to one HTTP method.
+        matches the raw or the decoded path; ``method`` restricts to one HTTP method. ``skip``: let
+        that many matching requests through first (e.g. fail the 4th commit, whatever the timing).
         """
         fault = Fault(
             remaining=n,
@@ -1320,6 +1326,7 @@ class HubServer:
             after_processing=after_processing,
             delay=delay,
             message=message,
+            skip=skip,
         )
         with self.app.lock:
             self.app.faults.append(fault)
