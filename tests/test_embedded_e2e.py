@@ -6,6 +6,7 @@ import datasets
 import pytest
 
 import hfadvisor
+from hfadvisor.rundir.store import RunStore
 from tests.helpers import cli
 
 
@@ -21,7 +22,7 @@ def test_default_run_on_the_embedded_model(tmp_path):
     generated = ds.filter(lambda r: r["source"] == "advisor")
     assert set(generated["model"]) == {"HuggingFaceTB/SmolLM2-135M-Instruct"}
     assert all(p.strip() and "\n" not in p for p in generated["prompt"])
-    store = hfadvisor.api.RunStore.open(out)
+    store = RunStore.open(out)
     for rev in list(store.revisions())[1:]:
         assert rev.weakness  # the model named a weakness every round
         assert rev.ledger.requests >= 6 + 2
@@ -67,13 +68,19 @@ def test_hfadvisor_serve_then_run_over_the_chat_api(tmp_path):
         info = httpx2.get(f"{url}/info").json()
         assert info["model_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and info["chat_template"]
         out = tmp_path / "chat"
-        proc = cli("run", "-o", str(out), "-e", f"{url}/v1", "--api", "chat", "--rounds", "1", "--batch-size", "4")
+        # short generations: this checks the protocol and the structured path end to end, not quality
+        # (under a JSON schema the 135M model writes inside its string up to the token limit)
+        proc = cli(
+            "run", "-o", str(out), "-e", f"{url}/v1", "--api", "chat", "--rounds", "1", "--batch-size", "4",
+            "--sampling.generate.max-new-tokens", "96",
+        )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
-        store = hfadvisor.api.RunStore.open(out)
+        store = RunStore.open(out)
         assert store.info.method["prompt_style"] == "instruct"
         rev = store.last
         assert rev.weakness and rev.ledger.requests >= 4 + 2 and rev.ledger.prompt_tokens > 0
         assert rev.rows + rev.rejects == 4
+        assert rev.ledger.by_stage["generate"].structured == 4  # instruct prompts: JSON schema by grammar
     finally:
         server.terminate()
         server.wait(timeout=30)
