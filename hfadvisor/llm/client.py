@@ -12,28 +12,33 @@ such call per endpoint and stage and remembered, and a refused call is re-sent a
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 from huggingface_hub import AsyncInferenceClient, ChatCompletionOutput
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError
 from huggingface_hub.utils import hf_raise_for_status
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
-from tenacity.wait import wait_exponential_jitter
 
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, EndpointError, scrub
 from hfadvisor.ledger import Ledger
 from hfadvisor.llm.limit import AdaptiveLimit
+from hfadvisor.llm.retry import (
+    RETRYABLE_STATUS,
+    TransientError,
+    WaitRetryAfter,
+    display_url,
+    error_detail,
+    http_status,
+    parse_retry_after,
+)
 from hfadvisor.llm.structured import looks_json, response_format, starts_json, tgi_grammar
 from hfadvisor.llm.template import ChatTemplate, Message, as_messages
 
-RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 SCHEMA_REFUSAL_STATUS = {400, 422}  # a call carrying a schema answered this: re-sent without it
 STRUCTURED_MODES = ("auto", "on", "off")
 OVERLOAD_KINDS = {"http_429", "http_503", "generation"}  # answers that mean "ask me less at once"
@@ -50,54 +55,6 @@ class Completion:
     latency: float
     attempts: int
     structured: bool = False  # the answer was constrained by the schema the caller passed (JSON text)
-
-
-class TransientError(Exception):
-    """A failed attempt worth retrying; `retry_after` is the server's requested wait, if any."""
-
-    def __init__(self, message: str, kind: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.retry_after = retry_after
-
-
-def display_url(url: str) -> str:
-    """The URL without credentials or query string: safe to log, store and show."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-class _WaitRetryAfter:
-    """Wait what the server asked for (capped), else exponential backoff with jitter."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self.policy = policy
-        self.backoff = wait_exponential_jitter(
-            multiplier=policy.initial_backoff, max=policy.max_backoff, jitter=policy.initial_backoff
-        )
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, TransientError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.policy.give_up_after)
-        return float(self.backoff(state))
 
 
 class _Endpoint:
@@ -223,7 +180,7 @@ class LLMClient:
         started = time.monotonic()
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientError),
-            wait=_WaitRetryAfter(self.retry),
+            wait=WaitRetryAfter(self.retry),
             stop=stop_after_attempt(self.retry.max_attempts) | stop_after_delay(self.retry.give_up_after),
             before_sleep=lambda state: self._before_sleep(state, ledgers),
             reraise=True,
@@ -304,7 +261,7 @@ class LLMClient:
                             answer = await self._tgi(ep, prompt, sampling, sent, top_p, seed, greedy, schema)
                         break
                     except Exception as e:
-                        if schema is None or _status(e) not in SCHEMA_REFUSAL_STATUS:
+                        if schema is None or http_status(e) not in SCHEMA_REFUSAL_STATUS:
                             raise
                         self._refused(ep, stage, e, ledgers)
                         schema = None  # the call that found out is re-sent on the text path: not a failure
@@ -329,9 +286,9 @@ class LLMClient:
         """The endpoint refused a call for its schema: remember it (or stop, with structured on)."""
         if self.structured == "on":
             http = exc if isinstance(exc, HfHubHTTPError) else exc.__cause__
-            detail = scrub(_error_detail(http), self._token) if isinstance(http, HfHubHTTPError) else ""
+            detail = scrub(error_detail(http), self._token) if isinstance(http, HfHubHTTPError) else ""
             raise EndpointError(
-                f"endpoint {ep.name} refused structured output for the {stage} stage (HTTP {_status(exc)}{detail}): "
+                f"endpoint {ep.name} refused structured output for the {stage} stage (HTTP {http_status(exc)}{detail}): "
                 "use --structured auto (text path where refused) or off"
             )
         ep.support[stage] = False
@@ -473,7 +430,7 @@ class LLMClient:
                 404: "wrong URL, or wrong --api (tgi posts to /, chat to /v1/chat/completions)",
                 422: "the server refused the parameters",
             }.get(status, "the server refused the request")
-            detail = scrub(_error_detail(http), self._token)
+            detail = scrub(error_detail(http), self._token)
             _bump(ledgers, "failures")
             return EndpointError(f"endpoint {ep.name} answered HTTP {status}: {hint}{detail}")
         if isinstance(exc, TextGenerationError):
@@ -490,14 +447,6 @@ class LLMClient:
         )
 
 
-def _status(exc: Exception) -> int | None:
-    """The HTTP status behind a client exception (the hub client wraps TGI's errors)."""
-    http = exc if isinstance(exc, HfHubHTTPError) else exc.__cause__
-    if isinstance(http, HfHubHTTPError) and http.response is not None:
-        return int(http.response.status_code)
-    return None
-
-
 def _bump(ledgers: list[Ledger], field: str, amount: float = 1) -> None:
     for led in ledgers:
         setattr(led, field, getattr(led, field) + amount)
@@ -506,16 +455,6 @@ def _bump(ledgers: list[Ledger], field: str, amount: float = 1) -> None:
 def _gauge(ledgers: list[Ledger], limit: int) -> None:
     for led in ledgers:
         led.concurrency = limit
-
-
-def _error_detail(http: HfHubHTTPError) -> str:
-    try:
-        body = http.response.json()
-        msg = body.get("error") or body.get("message") or ""
-    except Exception:
-        msg = ""
-    msg = " ".join(str(msg).split())[:200]
-    return f" ({msg})" if msg else ""
 
 
 def _strip_stops(text: str, stops: list[str]) -> str:
