@@ -15,6 +15,7 @@ run has nothing to estimate from: it runs, and the budget applies from the secon
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hfadvisor.ledger import Ledger
 
@@ -71,3 +72,10 @@ class TokenBudget:
             f"needs about {self.estimate() or 0:,}; stopped after round {rounds_done} of {rounds_planned}. "
             "Resume with a larger --max-tokens to continue"
         )
+
+
+def round_prices(price_input: float | None, price_output: float | None) -> dict[str, Any]:
+    """The prices a round was costed at (cards, `log`): kept with it, since they may change per session."""
+    if price_input is None and price_output is None:
+        return {}
+    return {"prices": {"input": price_input, "output": price_output}}

@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Any, Protocol
 
 from hfadvisor import card
-from hfadvisor.budget import TokenBudget
+from hfadvisor.budget import TokenBudget, round_prices
 from hfadvisor.config import RunConfig
 from hfadvisor.errors import ConfigError, ModelOutputError, user_errors_first
 from hfadvisor.ledger import Ledger
@@ -39,20 +39,15 @@ RAW_LIMIT = 4000
 
 
 class Observer(Protocol):
+    """What the runner reports as it goes (the CLI's live display, the Space's queue)."""
+
     def round_started(self, r: int, total: int) -> None: ...
     def stage(self, name: str) -> None: ...
     def round_done(self, rev: Revision, rows_total: int) -> None: ...
 
 
-class _Silent:
-    def round_started(self, r: int, total: int) -> None:
-        pass
-
-    def stage(self, name: str) -> None:
-        pass
-
-    def round_done(self, rev: Revision, rows_total: int) -> None:
-        pass
+class _Silent(Observer):
+    """The Python API's default: the protocol's methods do nothing."""
 
 
 class Runner:
@@ -484,15 +479,8 @@ class Runner:
             finished_at=now(),
             timings=timings,
             ledger=ledger,
-            extra=self._prices(),
+            extra=round_prices(self.config.price_input, self.config.price_output),
         )
-
-    def _prices(self) -> dict[str, Any]:
-        """The prices a round was costed at (cards, `log`): kept with it, since they may change per session."""
-        c = self.config
-        if c.price_input is None and c.price_output is None:
-            return {}
-        return {"prices": {"input": c.price_input, "output": c.price_output}}
 
     def _commit(self, rev: Revision, rows: list[dict[str, Any]], rejects: list[dict[str, Any]]) -> Revision:
         from hfadvisor.records import RevisionIndex
