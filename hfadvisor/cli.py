@@ -22,7 +22,20 @@ app = group(
 )
 
 # `--help` lists the commands in this order; groups not named here follow, alphabetically.
-ORDER = ("run", "serve", "hub", "label", "respond", "export", "train", "evaluate", "compare", "report", "space", "config")
+ORDER = (
+    "run",
+    "serve",
+    "hub",
+    "label",
+    "respond",
+    "export",
+    "train",
+    "evaluate",
+    "compare",
+    "report",
+    "space",
+    "config",
+)
 
 
 def _register_command_groups() -> None:

@@ -55,7 +55,6 @@ class GenerationRequestError(HFAdvisorError):
     """The backend refuses a request as given (too long, empty): the server answers TGI's 422."""
 
 
-
 class SpaceError(HFAdvisorError):
     """A user-facing problem in the Space (bad source, missing round, Hub refused): one readable line."""
 

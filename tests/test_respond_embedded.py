@@ -45,7 +45,9 @@ def test_embedded_model_answers_a_run_and_is_evaluated(tmp_path, embedded_tgi):
     # format: its verdicts are usually unparsed), and the summary counts exactly those
     assert [j["verdict"] for j in judged] == [parse_verdict(j["judge_raw"])[0] for j in judged]
     counts = collections.Counter(j["verdict"] for j in judged)
-    assert [getattr(summary, v) for v in ("safe", "unsafe", "unparsed")] == [counts[v] for v in ("safe", "unsafe", "unparsed")]
+    assert [getattr(summary, v) for v in ("safe", "unsafe", "unparsed")] == [
+        counts[v] for v in ("safe", "unsafe", "unparsed")
+    ]
 
     # the same real target answers, judged by a judge that keeps the format: the parser must read both verdicts
     def judge(req) -> str:
