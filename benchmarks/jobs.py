@@ -140,12 +140,12 @@ def job_run(a: dict[str, Any]) -> dict[str, Any]:
 
 def job_respond(a: dict[str, Any]) -> dict[str, Any]:
     """`hfadvisor respond` over a finished run (P2 response generation)."""
+    from hfadvisor.llm import EndpointSpec
     from hfadvisor.respond import respond_run
 
     t0, cpu0 = time.monotonic(), time.process_time()
-    out = respond_run(
-        a["out"], [a["url"]], api=a.get("api", "chat"), concurrency=a["concurrency"], max_new_tokens=a["max_tokens"]
-    )
+    target = EndpointSpec.of(a["url"], api=a.get("api", "chat"), concurrency=a["concurrency"])
+    out = respond_run(a["out"], target, max_new_tokens=a["max_tokens"])
     return {
         "wall": time.monotonic() - t0,
         "rows": out.rows_answered_now,
@@ -182,13 +182,13 @@ def job_overhead(a: dict[str, Any]) -> dict[str, Any]:
     import httpx2
 
     from hfadvisor.config import Sampling
-    from hfadvisor.llm import LLMClient
+    from hfadvisor.llm import EndpointSpec, LLMClient
 
     n, conc, url = a["n"], a["concurrency"], a["url"]
     sampling = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=64, stop=["\n"])
 
     async def client_rate(api: str) -> tuple[float, float]:
-        async with LLMClient([url], api=api, model="bench", concurrency=conc) as c:
+        async with LLMClient(EndpointSpec.of(url, api=api, model="bench", concurrency=conc)) as c:
             await c.complete("warm up Request:", sampling, stage="g")
             t, cpu = time.monotonic(), time.process_time()
             await asyncio.gather(*(c.complete(f"p{i} Request:", sampling, stage="g", seed=i) for i in range(n)))

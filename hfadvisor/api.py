@@ -19,7 +19,7 @@ from hfadvisor import __version__, card
 from hfadvisor.aio import run_sync
 from hfadvisor.config import RunConfig, build_config, config_hash, load_config_file
 from hfadvisor.errors import HFAdvisorError, RunStateError, scrub
-from hfadvisor.llm import connect
+from hfadvisor.llm import EndpointSpec, connect
 from hfadvisor.loop import Observer, Runner
 from hfadvisor.plugins import build_plugins
 from hfadvisor.presets import Preset, load_preset
@@ -210,17 +210,8 @@ async def execute(plan: Plan, observer: Observer | None = None, *, token: str | 
             token = None
         elif token is None:
             token = get_token()
-        async with connect(  # fails fast, before anything is written: unreachable, unserved --model, ...
-            urls,
-            api=config.api,
-            model=config.model,
-            token=token,
-            concurrency=config.concurrency,
-            timeout=config.timeout,
-            retry=config.retry,
-            chat_template=config.chat_template,
-            structured=config.structured,
-        ) as endpoint:
+        # fails fast, before anything is written: unreachable, unserved --model, ...
+        async with connect(EndpointSpec.from_config(config, urls, token)) as endpoint:
             client, model = endpoint.client, endpoint.model
             for plugin in plugins:
                 plugin.preflight(plan.info)

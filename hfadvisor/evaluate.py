@@ -32,36 +32,33 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Features, Value
 
 from hfadvisor.benchmarks import PAPER_PROMPT, PromptItem
 from hfadvisor.benchmarks import load_prompts as load_prompts  # where it always was
-from hfadvisor.config import RetryPolicy, Sampling
+from hfadvisor.config import Sampling
 from hfadvisor.errors import ConfigError, RunStateError, user_errors_first
-from hfadvisor.llm import ChatTemplate, Message, connect, load_chat_template
-from hfadvisor.records import arrow_schema
+from hfadvisor.llm import ChatTemplate, Endpoint, EndpointSpec, Message, connect, load_chat_template
+from hfadvisor.records import arrow_schema, features
 from hfadvisor.rundir.clock import now
 from hfadvisor.rundir.files import atomic_write, commit, parquet_bytes
 from hfadvisor.stages.judge import parse_verdict
 
 CHUNK = 64
-JUDGEMENT_FEATURES = Features(
-    {
-        "id": Value("string"),
-        "prompt": Value("string"),
-        "category": Value("string"),
-        "response": Value("string"),
-        "response_finish_reason": Value("string"),
-        "judge_raw": Value("string"),
-        "verdict": Value("string"),  # safe | unsafe | unparsed
-        "violations": Value("string"),
-    }
+JUDGEMENT_FEATURES = features(
+    id="string",
+    prompt="string",
+    category="string",
+    response="string",
+    response_finish_reason="string",
+    judge_raw="string",
+    verdict="string",  # safe | unsafe | unparsed
+    violations="string",
 )
 JUDGEMENT_SCHEMA = arrow_schema(JUDGEMENT_FEATURES)
 
@@ -116,8 +113,12 @@ class Rates:
 
 
 @dataclass
-class EvaluationResult:
-    """What was evaluated and how safe the answers were (`summary.json` is its `to_dict()`)."""
+class EvaluatedTarget:
+    """What every evaluation records first: its prompts and how the target was asked.
+
+    The leading keys of every `summary.json` (safety and utility), so `compare` and `report`
+    read both kinds alike.
+    """
 
     source: str
     prompts: int
@@ -127,6 +128,15 @@ class EvaluationResult:
     target_api: str
     target_chat_template: str
     target_sampling: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvaluationResult(EvaluatedTarget):
+    """What was evaluated and how safe the answers were (`summary.json` is its `to_dict()`)."""
+
     judge_model: str
     judge_api: str
     judge_format: str
@@ -143,9 +153,6 @@ class EvaluationResult:
     safe_rate_definition: str = "excluded"  # which definition `safe_rate` (the headline) uses
     safe_rate_excluded: float | None = None
     safe_rate_paper: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _digest(text: str | None) -> str:
@@ -213,6 +220,22 @@ def target_prompt(text: str, target_format: str) -> str:
     return PAPER_PROMPT.format(q=text) if target_format == "paper" else text
 
 
+def target_settings(endpoint: Endpoint, spec: EndpointSpec, target_format: str, sampling: Sampling) -> dict[str, Any]:
+    """Give the target's client its chat template (tgi api; none for the paper's raw prompt) and
+    return the `target_*` settings recorded for it (resume compares them)."""
+    info, client = endpoint.info, endpoint.client
+    template = spec.chat_template or ("server" if info.get("chat_template") and spec.api == "tgi" else None)
+    if target_format == "paper":
+        template = None
+    client.chat_template = load_chat_template(template, info) if template and spec.api == "tgi" else None
+    return {
+        "target_model": spec.model or str(info.get("model_id") or client.endpoint_names[0]),
+        "target_api": spec.api,
+        "target_chat_template": template_label(template, spec.api, info),
+        "target_sampling": sampling.model_dump(),
+    }
+
+
 def check_target_format(target_format: str, target_api: str, target_chat_template: str | None) -> None:
     if target_format not in TARGET_FORMATS:
         raise ConfigError(f"--target-format {target_format!r}: choose chat or paper")
@@ -226,25 +249,14 @@ async def evaluate(
     items: list[PromptItem],
     output: str | Path,
     *,
-    target: list[str],
-    judge: list[str],
-    target_api: str = "tgi",
-    judge_api: str = "tgi",
-    target_model: str | None = None,
-    judge_model: str | None = None,
-    target_token: str | None = None,
-    judge_token: str | None = None,
-    target_chat_template: str | None = None,
-    judge_chat_template: str | None = None,
+    target: EndpointSpec | str | list[str],
+    judge: EndpointSpec | str | list[str],
     judge_format: str = "llamaguard",
     target_format: str = "chat",
     safe_rate: str = "excluded",
     benchmark: str = "",
     max_new_tokens: int = 128,
     judge_max_new_tokens: int = 16,
-    concurrency: int = 16,
-    timeout: float = 120.0,
-    retry: RetryPolicy | None = None,
     source: str = "",
     chunk_size: int = CHUNK,
     on_progress: Callable[[int, int], None] | None = None,
@@ -254,9 +266,10 @@ async def evaluate(
     Args:
         items: the held-out prompts (`load_prompts`, or `benchmarks.load_safety`).
         output: a new or earlier evaluation directory (e.g. RUN/evaluations/NAME, which `compare` reads).
-        target, judge: endpoints of the model under test and of the judge (always explicit: the
-            judge is the target only when the caller passes the same endpoints); `*_api`, `*_model`,
-            `*_token`, `*_chat_template` say how to talk to each.
+        target, judge: the model under test and the judge (`EndpointSpec`s, or URL(s) with the
+            defaults; always explicit: the judge is the target only when the caller passes the same
+            endpoints). A spec's `chat_template` (tgi api) defaults to the server's; the judge's
+            renders the conversation (llamaguard) or the instruction (instruct).
         judge_format: `llamaguard` (the judge's own template rates the conversation) or `instruct`.
         target_format: `chat` (the target's chat template) or `paper` (the reference's raw prompt).
         safe_rate: the headline definition, `excluded` or `paper` (both are in the result).
@@ -272,30 +285,26 @@ async def evaluate(
         RunStateError: `output` holds an evaluation made with other settings.
         EndpointError: a server kept failing (judged chunks are kept).
     """
+    target, judge = EndpointSpec.of(target), EndpointSpec.of(judge)
     if judge_format not in ("llamaguard", "instruct"):
         raise ConfigError(f"--judge-format {judge_format!r}: choose llamaguard or instruct")
     if safe_rate not in SAFE_RATES:
         raise ConfigError(f"--safe-rate {safe_rate!r}: choose excluded or paper")
-    check_target_format(target_format, target_api, target_chat_template)
+    check_target_format(target_format, target.api, target.chat_template)
     out = Path(output)
     check_output(out)
     target_sampling = Sampling(temperature=0.0, top_p=None, max_new_tokens=max_new_tokens)
     judge_sampling = Sampling(temperature=0.0, top_p=None, max_new_tokens=judge_max_new_tokens)
-    kw: dict[str, Any] = {"concurrency": concurrency, "timeout": timeout, "retry": retry}
-    async with (
-        connect(target, api=target_api, model=target_model, token=target_token, **kw) as tend,
-        connect(judge, api=judge_api, model=judge_model, token=judge_token, **kw) as jend,
+    async with (  # chat templates are loaded and labelled below
+        connect(replace(target, chat_template=None)) as tend,
+        connect(replace(judge, chat_template=None)) as jend,
     ):
-        tclient, jclient, tinfo, jinfo = tend.client, jend.client, tend.info, jend.info
-        t_spec = target_chat_template or ("server" if tinfo.get("chat_template") and target_api == "tgi" else None)
-        if target_format == "paper":
-            t_spec = None
-        tclient.chat_template = load_chat_template(t_spec, tinfo) if t_spec and target_api == "tgi" else None
+        tclient, jclient, jinfo = tend.client, jend.client, jend.info
         j_template: ChatTemplate | None = None
-        j_spec = judge_chat_template or ("server" if jinfo.get("chat_template") else None)
-        if judge_api == "tgi" and j_spec:
+        j_spec = judge.chat_template or ("server" if jinfo.get("chat_template") else None)
+        if judge.api == "tgi" and j_spec:
             j_template = load_chat_template(j_spec, jinfo)
-        if judge_format == "llamaguard" and judge_api == "tgi" and j_template is None:
+        if judge_format == "llamaguard" and judge.api == "tgi" and j_template is None:
             raise ConfigError(
                 "the judge server reports no chat template: pass --judge-chat-template FILE (e.g. LlamaGuard's), "
                 "use --judge-api chat, or --judge-format instruct"
@@ -308,14 +317,11 @@ async def evaluate(
             "prompts_sha256": hashlib.sha256(
                 json.dumps([[i.id, i.prompt, i.category] for i in items]).encode()
             ).hexdigest(),
-            "target_model": target_model or str(tinfo.get("model_id") or tclient.endpoint_names[0]),
-            "target_api": target_api,
-            "target_chat_template": template_label(t_spec, target_api, tinfo),
-            "target_sampling": target_sampling.model_dump(),
-            "judge_model": judge_model or str(jinfo.get("model_id") or jclient.endpoint_names[0]),
-            "judge_api": judge_api,
+            **target_settings(tend, target, target_format, target_sampling),
+            "judge_model": judge.model or str(jinfo.get("model_id") or jclient.endpoint_names[0]),
+            "judge_api": judge.api,
             "judge_format": judge_format,
-            "judge_chat_template": template_label(j_spec, judge_api, jinfo),
+            "judge_chat_template": template_label(j_spec, judge.api, jinfo),
             "kind": "safety",
             "benchmark": benchmark,
             "target_format": target_format,

@@ -42,6 +42,11 @@ REJECT_FEATURES = Features(
 )
 
 
+def features(**columns: str) -> Features:
+    """Flat `Features` from column=dtype pairs, in the order given (e.g. `features(id="string")`)."""
+    return Features({name: Value(dtype) for name, dtype in columns.items()})
+
+
 def arrow_schema(features: Features) -> pa.Schema:
     """Arrow schema carrying the `datasets` features, so every loader restores exact types."""
     import json

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from hfadvisor.aio import run_sync
-from hfadvisor.config import RetryPolicy, Sampling
+from hfadvisor.config import Sampling
 from hfadvisor.errors import ConfigError, RunStateError, user_errors_first
 from hfadvisor.ledger import Ledger
-from hfadvisor.llm import connect, load_chat_template
+from hfadvisor.llm import EndpointSpec, connect, load_chat_template
 from hfadvisor.rundir.clock import call_seed, now
 from hfadvisor.rundir.responses import (
     ResponseConfig,
@@ -70,29 +70,21 @@ def _template_spec(api: str, requested: str | None, info: dict[str, Any]) -> tup
 
 async def respond(
     run_dir: str | Path,
-    endpoints: list[str],
+    target: EndpointSpec | str | list[str],
     *,
-    api: str = "tgi",
-    model: str | None = None,
-    token: str | None = None,
     max_new_tokens: int = 256,
     temperature: float = 0.0,
     top_p: float | None = None,
-    chat_template: str | None = None,
     seed: int = 0,
-    concurrency: int = 16,
-    timeout: float = 120.0,
-    retry: RetryPolicy | None = None,
     on_round: Callable[[int, int, int], None] | None = None,
 ) -> RespondResult:
     """Answer every row of `run_dir` that has no answer yet.
 
     Args:
         run_dir: a run directory (opened without repair: a run being written is not touched).
-        endpoints: target model servers; `api`, `model`, `token` say how to talk to them.
+        target: the target model's endpoint (an `EndpointSpec`, or its URL(s) with the defaults);
+            its `chat_template` (tgi api): "server" or a template file (default: the server's, if it has one).
         max_new_tokens, temperature, top_p, seed: sampling (greedy by default; seeds per row otherwise).
-        chat_template: tgi api: "server" or a template file (default: the server's, if it has one).
-        concurrency, timeout, retry: the client's limits.
         on_round: called as `on_round(round, rows_answered_so_far, rows_total)` after each committed round.
 
     Returns:
@@ -103,17 +95,17 @@ async def respond(
         RunStateError: the run has responses made with other options, or is not a run.
         EndpointError: the target kept failing (finished rounds are kept).
     """
+    spec = EndpointSpec.of(target)
+    api, model = spec.api, spec.model
     store = RunStore.open(run_dir, repair=False)
     try:
         sampling = Sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
-    async with connect(
-        endpoints, api=api, model=model, token=token, concurrency=concurrency, timeout=timeout, retry=retry
-    ) as endpoint:
+    async with connect(replace(spec, chat_template=None)) as endpoint:  # loaded and labelled below
         client, info = endpoint.client, endpoint.info
-        template, template_spec = _template_spec(api, chat_template, info)
+        template, template_spec = _template_spec(api, spec.chat_template, info)
         name = model or str(info.get("model_id") or client.endpoint_names[0])
         config = ResponseConfig(
             model=name,
@@ -185,7 +177,7 @@ async def respond(
                 on_round(r, answered, rows_total)
 
         # Rounds are independent: several in flight keep the endpoints busy (the client bounds requests).
-        window = asyncio.Semaphore(max(2, concurrency // 4))
+        window = asyncio.Semaphore(max(2, spec.concurrency // 4))
 
         async def guarded(r: int, shard: str) -> None:
             async with window:
@@ -206,6 +198,6 @@ async def respond(
     )
 
 
-def respond_run(run_dir: str | Path, endpoints: list[str], **options: Any) -> RespondResult:
+def respond_run(run_dir: str | Path, target: EndpointSpec | str | list[str], **options: Any) -> RespondResult:
     """Blocking `respond` (same arguments); works inside a running event loop too."""
-    return run_sync(respond(run_dir, endpoints, **options))
+    return run_sync(respond(run_dir, target, **options))

@@ -16,43 +16,40 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from datasets import Features, Value
-
 from hfadvisor.benchmarks import ANSWER_SCHEMA, LETTERS, Question, mmlu_prompt, parse_choice
-from hfadvisor.config import RetryPolicy, Sampling
+from hfadvisor.config import Sampling
 from hfadvisor.errors import ConfigError
 from hfadvisor.evaluate import (
     CHUNK,
+    EvaluatedTarget,
     check_output,
     check_target_format,
     open_output,
     run_chunks,
     target_prompt,
-    template_label,
+    target_settings,
 )
-from hfadvisor.llm import connect, load_chat_template
-from hfadvisor.records import arrow_schema
+from hfadvisor.llm import EndpointSpec, connect
+from hfadvisor.records import arrow_schema, features
 from hfadvisor.rundir.files import commit, parquet_bytes
 
 STRUCTURED = ("off", "auto", "on")
-ANSWER_FEATURES = Features(
-    {
-        "id": Value("string"),
-        "subject": Value("string"),
-        "question": Value("string"),
-        "choices": Value("string"),  # JSON list, in letter order
-        "answer": Value("string"),  # the gold letter
-        "response": Value("string"),
-        "response_finish_reason": Value("string"),
-        "structured": Value("bool"),  # the answer was schema-constrained JSON
-        "predicted": Value("string"),  # A-D, or "" when unparsed
-        "parsed_by": Value("string"),  # json | letter | paren | option_text | unparsed
-        "correct": Value("bool"),
-    }
+ANSWER_FEATURES = features(
+    id="string",
+    subject="string",
+    question="string",
+    choices="string",  # JSON list, in letter order
+    answer="string",  # the gold letter
+    response="string",
+    response_finish_reason="string",
+    structured="bool",  # the answer was schema-constrained JSON
+    predicted="string",  # A-D, or "" when unparsed
+    parsed_by="string",  # json | letter | paren | option_text | unparsed
+    correct="bool",
 )
 ANSWER_TABLE_SCHEMA = arrow_schema(ANSWER_FEATURES)
 
@@ -74,17 +71,9 @@ class Accuracy:
 
 
 @dataclass
-class UtilityResult:
+class UtilityResult(EvaluatedTarget):
     """What was evaluated and how many answers were right (`summary.json` is its `to_dict()`)."""
 
-    source: str
-    prompts: int
-    chunk_size: int
-    prompts_sha256: str
-    target_model: str
-    target_api: str
-    target_chat_template: str
-    target_sampling: dict[str, Any]
     kind: str
     benchmark: str
     target_format: str
@@ -95,25 +84,15 @@ class UtilityResult:
     accuracy: float | None
     per_subject: dict[str, Accuracy]
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 async def evaluate_mmlu(
     questions: list[Question],
     output: str | Path,
     *,
-    target: list[str],
-    target_api: str = "tgi",
-    target_model: str | None = None,
-    target_token: str | None = None,
-    target_chat_template: str | None = None,
+    target: EndpointSpec | str | list[str],
     target_format: str = "chat",
     structured: str = "off",
     max_new_tokens: int = 128,
-    concurrency: int = 16,
-    timeout: float = 120.0,
-    retry: RetryPolicy | None = None,
     source: str = "",
     chunk_size: int = CHUNK,
     on_progress: Callable[[int, int], None] | None = None,
@@ -123,6 +102,9 @@ async def evaluate_mmlu(
     Args:
         questions: `benchmarks.load_mmlu()`.
         output: a new or earlier evaluation directory.
+        target: the model under test (an `EndpointSpec`, or its URL(s) with the defaults); its
+            `chat_template` (tgi api) defaults to the server's. Its `structured` is not used: the
+            argument below is part of the protocol, and recorded.
         target_format: `chat` (the target's chat template) or `paper` (the reference's raw prompt).
         structured: `off` (text answers only), `auto` (the answer schema where the endpoint honours
             it) or `on` (an endpoint that does not is an error).
@@ -135,31 +117,22 @@ async def evaluate_mmlu(
         RunStateError: `output` holds an evaluation made with other settings.
         EndpointError: the server kept failing (answered chunks are kept).
     """
+    target = EndpointSpec.of(target)
     if structured not in STRUCTURED:
         raise ConfigError(f"--structured {structured!r}: choose {', '.join(STRUCTURED)}")
-    check_target_format(target_format, target_api, target_chat_template)
+    check_target_format(target_format, target.api, target.chat_template)
     out = Path(output)
     check_output(out)
     sampling = Sampling(temperature=0.0, top_p=None, max_new_tokens=max_new_tokens)
     schema = None if structured == "off" else ANSWER_SCHEMA
-    kw: dict[str, Any] = {"concurrency": concurrency, "timeout": timeout, "retry": retry}
-    async with connect(
-        target, api=target_api, model=target_model, token=target_token, structured=structured, **kw
-    ) as t:
-        client, info = t.client, t.info
-        spec = target_chat_template or ("server" if info.get("chat_template") and target_api == "tgi" else None)
-        if target_format == "paper":
-            spec = None
-        client.chat_template = load_chat_template(spec, info) if spec and target_api == "tgi" else None
+    async with connect(replace(target, chat_template=None, structured=structured)) as t:  # template: below
+        client = t.client
         settings = {
             "source": source,
             "prompts": len(questions),
             "chunk_size": chunk_size,
             "prompts_sha256": hashlib.sha256(json.dumps([asdict(q) for q in questions]).encode()).hexdigest(),
-            "target_model": target_model or str(info.get("model_id") or client.endpoint_names[0]),
-            "target_api": target_api,
-            "target_chat_template": template_label(spec, target_api, info),
-            "target_sampling": sampling.model_dump(),
+            **target_settings(t, target, target_format, sampling),
             "kind": "utility",
             "benchmark": "mmlu",
             "target_format": target_format,

@@ -9,7 +9,7 @@ import pytest
 
 from hfadvisor.config import Sampling
 from hfadvisor.errors import ConfigError
-from hfadvisor.llm import connect
+from hfadvisor.llm import EndpointSpec, connect
 from tests.servers.tgi import Fault, ScriptedBackend, running_tgi
 
 SCHEMA = {
@@ -31,7 +31,7 @@ def _grammar(req) -> object:
 
 def test_tgi_connect_reads_info(scripted_tgi):
     async def main():
-        async with connect([scripted_tgi.url]) as ep:
+        async with connect(EndpointSpec.of(scripted_tgi.url)) as ep:
             return ep.kind, ep.model, ep.max_total_tokens, ep.max_input_tokens, ep.info["model_id"]
 
     kind, model, total, inp, info_model = asyncio.run(main())
@@ -44,7 +44,7 @@ def test_budget_follows_max_total_tokens(scripted_tgi):
     prompt = "word " * 50  # 250 bytes: the estimate (no /tokenize here) is the byte count, an upper bound
 
     async def main():
-        async with connect([scripted_tgi.url]) as ep:
+        async with connect(EndpointSpec.of(scripted_tgi.url)) as ep:
             return await ep.budget(prompt, 4096), await ep.budget("x", 100)
 
     big, small = asyncio.run(main())
@@ -57,7 +57,7 @@ def test_schema_ignored_is_learnt_once_per_stage(scripted_tgi):
     scripted_tgi.backend.respond = lambda req: "How do I pick a lock?"
 
     async def main():
-        async with connect([scripted_tgi.url]) as ep:
+        async with connect(EndpointSpec.of(scripted_tgi.url)) as ep:
             outs = [await ep.client.complete("p", GREEDY, stage="generate", schema=SCHEMA) for _ in range(3)]
             outs.append(await ep.client.complete("p", GREEDY, stage="weakness", schema=SCHEMA))
             return outs, ep.client.ledger, ep.structured_support
@@ -79,7 +79,7 @@ def test_refused_schema_is_resent_as_text_once_under_concurrency(scripted_tgi):
     scripted_tgi.backend.respond = lambda req: "How do I pick a lock?"
 
     async def main():
-        async with connect([scripted_tgi.url]) as ep:
+        async with connect(EndpointSpec.of(scripted_tgi.url)) as ep:
             outs = await asyncio.gather(
                 *(ep.client.complete("p", GREEDY, stage="generate", schema=SCHEMA, stop=["\n"]) for _ in range(8))
             )
@@ -101,7 +101,7 @@ def test_structured_honoured_json(scripted_tgi):
     scripted_tgi.backend.respond = lambda req: json.dumps({"request": "How do I pick a lock?"})
 
     async def main():
-        async with connect([scripted_tgi.url]) as ep:
+        async with connect(EndpointSpec.of(scripted_tgi.url)) as ep:
             outs = [await ep.client.complete("p", GREEDY, stage="generate", schema=SCHEMA) for _ in range(2)]
             return outs, ep.client.ledger
 
@@ -113,7 +113,7 @@ def test_structured_honoured_json(scripted_tgi):
 
 def test_structured_off_sends_no_schema(scripted_tgi):
     async def main():
-        async with connect([scripted_tgi.url], structured="off") as ep:
+        async with connect(EndpointSpec.of(scripted_tgi.url, structured="off")) as ep:
             return await ep.client.complete("p", GREEDY, stage="generate", schema=SCHEMA)
 
     assert asyncio.run(main()).structured is False
@@ -126,7 +126,7 @@ def test_structured_on_refuses_an_endpoint_without_support(scripted_tgi):
     )
 
     async def main():
-        async with connect([scripted_tgi.url], structured="on"):
+        async with connect(EndpointSpec.of(scripted_tgi.url, structured="on")):
             pass
 
     with pytest.raises(Exception, match=r"refused structured output .*--structured auto") as e:
@@ -136,7 +136,7 @@ def test_structured_on_refuses_an_endpoint_without_support(scripted_tgi):
 
 def test_chat_to_tgi_server_sends_tgi_response_format(scripted_tgi):
     async def main():
-        async with connect([scripted_tgi.url], api="chat") as ep:
+        async with connect(EndpointSpec.of(scripted_tgi.url, api="chat")) as ep:
             await ep.client.complete("p", GREEDY, stage="generate", schema=SCHEMA)
             return ep.model
 
@@ -151,7 +151,7 @@ def test_tgi_api_on_openai_server_is_one_line():
         server.faults.append(Fault(status=404, method="GET"))  # /info: not TGI
 
         async def main():
-            async with connect([server.url]):
+            async with connect(EndpointSpec.of(server.url)):
                 pass
 
         with pytest.raises(ConfigError, match=r"OpenAI-compatible server .*--api chat"):
@@ -172,7 +172,7 @@ def test_server_listing_several_models(wanted, outcome):
         server.faults.append(Fault(method="GET", body=json.dumps(listing).encode()))  # /v1/models
 
         async def main():
-            async with connect([server.url], api="chat", model=wanted) as ep:
+            async with connect(EndpointSpec.of(server.url, api="chat", model=wanted)) as ep:
                 return ep.model, ep.max_total_tokens
 
         if outcome.startswith("org/"):

@@ -11,6 +11,7 @@ import pytest
 from hfadvisor.config import RetryPolicy
 from hfadvisor.errors import ConfigError, EndpointError, RunStateError
 from hfadvisor.evaluate import LEGACY_SETTINGS, Rates, evaluate, load_prompts, parse_verdict
+from hfadvisor.llm import EndpointSpec
 from hfadvisor.serve.backend import GenerationRequest
 from tests.helpers import cli, tree
 from tests.servers.tgi import ScriptedBackend, running_tgi
@@ -65,8 +66,10 @@ def template(tmp_path):
     return path
 
 
-def run_eval(items, out, t, j, **kw):
-    return asyncio.run(evaluate(items, out, target=[t.url], judge=[j.url], **kw))
+def run_eval(items, out, t, j, target=(), judge=(), **kw):
+    """`evaluate` on the servers `t` and `j`; `target`, `judge`: `EndpointSpec` fields for each."""
+    specs = {"target": EndpointSpec.of(t.url, **dict(target)), "judge": EndpointSpec.of(j.url, **dict(judge))}
+    return asyncio.run(evaluate(items, out, **specs, **kw))
 
 
 def test_parse_verdict():
@@ -82,7 +85,7 @@ def test_safe_rate_overall_and_per_category(tmp_path, prompts_file, servers, tem
     items = load_prompts(str(prompts_file))
     assert [i.category for i in items] == [p["Category"] for p in PROMPTS]
     out = tmp_path / "eval"
-    summary = run_eval(items, out, t, j, judge_chat_template=str(template), chunk_size=3)
+    summary = run_eval(items, out, t, j, judge={"chat_template": str(template)}, chunk_size=3)
     # unsafe: bomb, gun, napalm, cheque (4); safe: phishing, painless (2); unparsed: GARBLE (1)
     assert (summary.safe, summary.unsafe, summary.unparsed) == (2, 4, 1)
     assert summary.safe_rate == pytest.approx(2 / 6)
@@ -107,19 +110,19 @@ def test_safe_rate_overall_and_per_category(tmp_path, prompts_file, servers, tem
     meta = json.loads((out / "evaluation.json").read_text())
     (out / "evaluation.json").write_text(json.dumps({k: v for k, v in meta.items() if k not in LEGACY_SETTINGS}))
     n = len(j.backend.requests)
-    again = run_eval(items, out, t, j, judge_chat_template=str(template), chunk_size=3)
+    again = run_eval(items, out, t, j, judge={"chat_template": str(template)}, chunk_size=3)
     assert len(j.backend.requests) == n and again.safe_rate == summary.safe_rate
     # other settings: refused, nothing changed
     snapshot = tree(out)
     with pytest.raises(RunStateError, match="other settings"):
-        run_eval(items, out, t, j, judge_chat_template=str(template), chunk_size=3, max_new_tokens=5)
+        run_eval(items, out, t, j, judge={"chat_template": str(template)}, chunk_size=3, max_new_tokens=5)
     assert tree(out) == snapshot
 
 
 def test_judge_through_chat_api_and_instruct_format(tmp_path, prompts_file, servers):
     t, j = servers
     items = load_prompts(str(prompts_file))
-    summary = run_eval(items, tmp_path / "chat", t, j, judge_api="chat", target_api="chat")
+    summary = run_eval(items, tmp_path / "chat", t, j, judge={"api": "chat"}, target={"api": "chat"})
     assert summary.safe_rate == pytest.approx(2 / 6)
     calls = [c for c in j.backend.calls if c.route == "/v1/chat/completions"]
     assert len(calls) == 7  # the conversation (user + assistant turns) went to the judge's chat route
@@ -150,11 +153,13 @@ def test_interrupted_evaluation_resumes(tmp_path, prompts_file, servers, templat
     j.backend.respond = flaky
     out = tmp_path / "eval"
     with pytest.raises(EndpointError):
-        run_eval(items, out, t, j, judge_chat_template=str(template), chunk_size=3, retry=RetryPolicy(max_attempts=1))
+        run_eval(
+            items, out, t, j, chunk_size=3, judge={"chat_template": str(template), "retry": RetryPolicy(max_attempts=1)}
+        )
     assert [p.name for p in sorted((out / "parts").iterdir())] == ["part-00000.parquet"]
     state["fail"] = False
     n = len(t.backend.requests)
-    summary = run_eval(items, out, t, j, judge_chat_template=str(template), chunk_size=3)
+    summary = run_eval(items, out, t, j, judge={"chat_template": str(template)}, chunk_size=3)
     assert len(t.backend.requests) - n == 4  # only the prompts of the unfinished chunks
     assert summary.prompts == 7 and summary.safe_rate == pytest.approx(2 / 6)
 

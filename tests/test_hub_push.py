@@ -565,6 +565,7 @@ def test_pull_with_an_explicit_token_instead_of_the_login(tmp_path, tgi, hub_ser
 
 def test_responses_follow_their_rounds_in_one_untagged_commit(tmp_path, tgi, hub_server):
     """`respond` then `push`: answers reach the Hub (and come back with `pull`); tags still mean rounds 0..r."""
+    from hfadvisor.llm import EndpointSpec
     from hfadvisor.respond import respond_run
     from tests.servers.tgi import ScriptedBackend, running_tgi
 
@@ -572,7 +573,7 @@ def test_responses_follow_their_rounds_in_one_untagged_commit(tmp_path, tgi, hub
     make_run(out, tgi, 2, push_to_hub=REPO)
     history = len(hub_server.repo(REPO).history("main"))
     with running_tgi(ScriptedBackend(lambda req: "I can't help with that.")) as target:
-        respond_run(out, [target.url], api="chat", model="target-model")
+        respond_run(out, EndpointSpec.of(target.url, api="chat", model="target-model"))
         proc = hf("push", str(out), REPO)
         assert proc.returncode == 0, proc.stderr
         assert "responses to rounds 0-2" in proc.stderr
@@ -590,7 +591,7 @@ def test_responses_follow_their_rounds_in_one_untagged_commit(tmp_path, tgi, hub
         assert len(hub_server.repo(REPO).history("main")) == history + 1
         make_run(out, tgi, 3, push_to_hub=REPO)
         assert "config_name: responses" in hub_server.repo(REPO).files("round-0003")["README.md"].decode()
-        respond_run(out, [target.url], api="chat", model="target-model")  # answers round 3
+        respond_run(out, EndpointSpec.of(target.url, api="chat", model="target-model"))  # answers round 3
     assert "responses to rounds 3 " in hf("push", str(out), REPO).stderr
     pulled = tmp_path / "pulled"
     assert hf("pull", REPO, str(pulled)).returncode == 0

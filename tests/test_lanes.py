@@ -16,7 +16,7 @@ import pytest
 import hfadvisor
 from hfadvisor.api import plan_run, seed_round
 from hfadvisor.errors import RunStateError
-from hfadvisor.llm import connect
+from hfadvisor.llm import EndpointSpec, connect
 from hfadvisor.loop import Runner
 from hfadvisor.plugins import Plugin
 from hfadvisor.rundir import paths
@@ -211,7 +211,7 @@ def test_the_commit_of_round_r_overlaps_the_weakness_call_of_round_r_plus_1(tmp_
         plan = plan_run(out, endpoints=[url], rounds=2, batch_size=BATCH, structured="off", metrics=False)
         store = seed_round(plan)
         assert store is not None
-        async with connect([url], structured="off") as endpoint:
+        async with connect(EndpointSpec.of(url, structured="off")) as endpoint:
             runner = Runner(store, plan.config, plan.preset, endpoint, endpoint.model, plugins=[Gate(seen, events)])
             await runner.run()
 

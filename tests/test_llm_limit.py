@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.ledger import Ledger
-from hfadvisor.llm.client import LLMClient
+from hfadvisor.llm import EndpointSpec, LLMClient
 from hfadvisor.llm.limit import DECREASE, AdaptiveLimit
 from hfadvisor.serve.backend import Generation, GenerationRequest
 from tests.servers.tgi import ScriptedBackend, running_tgi
@@ -59,7 +59,7 @@ async def saturate(server, limit: AdaptiveLimit | None) -> tuple[Ledger, int]:
     endpoint refused while it held the 4 (once the client settled, or once a storm of 100 was seen)."""
     backend: HoldingBackend = server.backend
     backend.release.clear()
-    async with LLMClient([server.url], concurrency=16, retry=FAST_RETRY) as client:
+    async with LLMClient(EndpointSpec.of(server.url, concurrency=16, retry=FAST_RETRY)) as client:
         if limit is not None:
             client._limit = limit
         calls = [

@@ -12,6 +12,7 @@ import hfadvisor
 from hfadvisor.config import RetryPolicy
 from hfadvisor.errors import ConfigError, EndpointError, RunStateError
 from hfadvisor.export import export, split_of
+from hfadvisor.llm import EndpointSpec
 from hfadvisor.respond import respond_run
 from hfadvisor.rundir.responses import committed, responses_table
 from hfadvisor.rundir.store import RunStore
@@ -66,7 +67,7 @@ def template_file(tmp_path):
 
 def test_respond_answers_every_row_as_a_new_revision(run_dir, target, template_file):
     before = tree(run_dir)
-    result = respond_run(run_dir, [target.url], chat_template=str(template_file), max_new_tokens=64)
+    result = respond_run(run_dir, EndpointSpec.of(target.url, chat_template=str(template_file)), max_new_tokens=64)
     rows = 10 + 3 * 3
     assert result.rows_answered_now == result.rows_with_response == rows
     reqs = target.backend.requests
@@ -106,10 +107,9 @@ def test_respond_resumes_after_failure_and_after_new_rounds(run_dir, tmp_path, t
         with pytest.raises(EndpointError):
             respond_run(
                 run_dir,
-                [server.url],
-                chat_template=str(template_file),
-                concurrency=1,
-                retry=RetryPolicy(max_attempts=1),
+                EndpointSpec.of(
+                    server.url, chat_template=str(template_file), concurrency=1, retry=RetryPolicy(max_attempts=1)
+                ),
             )
         store = RunStore.open(run_dir)
         kept = committed(store)
@@ -119,7 +119,7 @@ def test_respond_resumes_after_failure_and_after_new_rounds(run_dir, tmp_path, t
     # a fresh server counts the resumed call's requests alone: a request the failed call had in
     # flight when it stopped may still reach the first server after the call returned
     with running_tgi(ScriptedBackend(flaky)) as server:
-        result = respond_run(run_dir, [server.url], chat_template=str(template_file))
+        result = respond_run(run_dir, EndpointSpec.of(server.url, chat_template=str(template_file)))
         asked = server.backend.requests
         assert len(asked) == gen_server_rows - answered == result.rows_answered_now
         assert result.rows_with_response == gen_server_rows
@@ -130,19 +130,19 @@ def test_respond_resumes_after_failure_and_after_new_rounds(run_dir, tmp_path, t
         with running_tgi(ScriptedBackend(Generator(1000))) as gen:
             hfadvisor.run(run_dir, endpoints=[gen.url], rounds=4, batch_size=3, metrics=False)
         n = len(server.backend.requests)
-        result = respond_run(run_dir, [server.url], chat_template=str(template_file))
+        result = respond_run(run_dir, EndpointSpec.of(server.url, chat_template=str(template_file)))
         assert len(server.backend.requests) - n == 3 == result.rows_answered_now
         assert all(r is not None for r in hfadvisor.load_run(run_dir)["response"])
 
         # other options would mix two response sets: refused, nothing written
         snapshot = tree(run_dir)
         with pytest.raises(RunStateError, match="other options"):
-            respond_run(run_dir, [server.url], chat_template=str(template_file), max_new_tokens=7)
+            respond_run(run_dir, EndpointSpec.of(server.url, chat_template=str(template_file)), max_new_tokens=7)
         assert tree(run_dir) == snapshot
 
 
 def test_respond_chat_api_and_torn_shard(run_dir, target):
-    respond_run(run_dir, [target.url], api="chat", model="target-model")
+    respond_run(run_dir, EndpointSpec.of(target.url, api="chat", model="target-model"))
     assert {c.route for c in target.backend.calls} == {"/v1/chat/completions"}
     # a torn answer shard is not trusted: that round is answered again
     shard = run_dir / "responses/round-00002.parquet"
@@ -150,18 +150,18 @@ def test_respond_chat_api_and_torn_shard(run_dir, target):
     assert 2 not in committed(RunStore.open(run_dir))
     assert hfadvisor.load_run(run_dir)["response"].count(None) == 3
     n = len(target.backend.calls)
-    respond_run(run_dir, [target.url], api="chat", model="target-model")
+    respond_run(run_dir, EndpointSpec.of(target.url, api="chat", model="target-model"))
     assert len(target.backend.calls) - n == 3
     assert pq.read_table(shard).num_rows == 3
     with pytest.raises(ConfigError, match="--chat-template applies to --api tgi"):
-        respond_run(run_dir, [target.url], api="chat", model="target-model", chat_template="server")
+        respond_run(run_dir, EndpointSpec.of(target.url, api="chat", model="target-model", chat_template="server"))
 
 
 def test_export_splits_are_stable_and_loadable(run_dir, target, template_file, tmp_path):
     with pytest.raises(RunStateError, match="no responses yet"):
         export(run_dir, tmp_path / "none")
     assert not (tmp_path / "none").exists()
-    respond_run(run_dir, [target.url], chat_template=str(template_file))
+    respond_run(run_dir, EndpointSpec.of(target.url, chat_template=str(template_file)))
     a = export(run_dir, tmp_path / "a", splits={"train": 0.6, "validation": 0.2, "test": 0.2})
     export(run_dir, tmp_path / "b", splits={"train": 0.6, "validation": 0.2, "test": 0.2})
     assert tree(tmp_path / "a") == tree(tmp_path / "b")  # byte-identical: deterministic
@@ -179,7 +179,7 @@ def test_export_splits_are_stable_and_loadable(run_dir, target, template_file, t
     # more rounds, re-export into the same directory: old rows keep their split
     with running_tgi(ScriptedBackend(Generator(1000))) as gen:
         hfadvisor.run(run_dir, endpoints=[gen.url], rounds=5, batch_size=3, metrics=False)
-    respond_run(run_dir, [target.url], chat_template=str(template_file))
+    respond_run(run_dir, EndpointSpec.of(target.url, chat_template=str(template_file)))
     c = export(run_dir, tmp_path / "a", splits={"train": 0.6, "validation": 0.2, "test": 0.2})
     assert sum(c.splits.values()) == 25
     again = datasets.load_dataset(str(tmp_path / "a"))

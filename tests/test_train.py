@@ -22,6 +22,7 @@ import pytest
 import hfadvisor
 from hfadvisor.errors import ConfigError
 from hfadvisor.export import export
+from hfadvisor.llm import EndpointSpec
 from hfadvisor.respond import respond_run
 from hfadvisor.serve.model import ensure_model
 from hfadvisor.train import TrainConfig, train
@@ -49,7 +50,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     shutil.copytree(root / "run", root / "bare")
     (root / "t.jinja").write_text(TEMPLATE)
     with running_tgi(ScriptedBackend(answer)) as target:
-        respond_run(root / "run", [target.url], chat_template=str(root / "t.jinja"), max_new_tokens=64)
+        respond_run(root / "run", EndpointSpec.of(target.url, chat_template=str(root / "t.jinja")), max_new_tokens=64)
     export(root / "run", root / "export")
     ensure_model()  # the converted SmolLM2 folder (about 40 s the first time on this machine)
     return {"root": root, "run": root / "run", "bare": root / "bare", "export": root / "export"}

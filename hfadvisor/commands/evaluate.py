@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,10 +17,10 @@ from hfadvisor.commands._common import (
     Timeout,
     check_api,
     check_urls,
-    endpoints,
     fail,
     say,
 )
+from hfadvisor.commands._endpoint import endpoint_spec
 from hfadvisor.errors import HFAdvisorError
 
 HELP = (
@@ -87,7 +88,6 @@ def evaluate(
     max_attempts: MaxAttempts = 8,
 ) -> None:
     from hfadvisor import benchmarks
-    from hfadvisor.config import RetryPolicy
 
     if bool(prompts) == bool(benchmark) or output is None:
         raise fail("pass --benchmark catqa|beavertails|mmlu or --prompts FILE|DATASET (one of them), and --output DIR")
@@ -96,7 +96,8 @@ def evaluate(
     check_api(target_api, "--target-api")
     check_api(judge_api, "--judge-api")
     from hfadvisor.evaluate import SAFE_RATES, check_target_format
-    from hfadvisor.utility import STRUCTURED
+    from hfadvisor.evaluate import evaluate as evaluate_async
+    from hfadvisor.utility import STRUCTURED, evaluate_mmlu
 
     try:  # every option is checked before a dataset is downloaded or a server is asked
         bench = benchmarks.get(benchmark) if benchmark else None
@@ -112,40 +113,41 @@ def evaluate(
         raise fail("safety evaluation needs an explicit --judge URL (e.g. LlamaGuard's server), or --judge-is-target")
     if judge and judge_is_target:
         raise fail("--judge and --judge-is-target exclude each other")
+    limits = {"concurrency": concurrency, "timeout": timeout, "max_attempts": max_attempts}
     common: dict[str, Any] = {
-        "target_api": target_api,
-        "target_model": target_model,
-        "target_chat_template": target_chat_template,
         "target_format": target_format,
         "max_new_tokens": max_new_tokens,
-        "concurrency": concurrency,
-        "timeout": timeout,
-        "retry": RetryPolicy(max_attempts=max_attempts),
         "on_progress": lambda done, total: say(f"{done}/{total} prompts {'answered' if utility else 'judged'}"),
     }
     try:
         with contextlib.ExitStack() as stack:
             if utility:
                 questions = benchmarks.load_mmlu(split=split, limit=limit)
-                t_urls, t_token = stack.enter_context(endpoints(target))
                 source = f"{bench.repo_id} {bench.config} ({split or bench.split})"
-                result = asyncio.run(_mmlu(questions, output, source, t_urls, t_token, structured, common))
+            elif bench:
+                items = benchmarks.load_safety(bench.name, split=split, limit=limit)
+                source = f"{bench.repo_id} ({split or bench.split})"
             else:
-                if bench:
-                    items = benchmarks.load_safety(bench.name, split=split, limit=limit)
-                    source = f"{bench.repo_id} ({split or bench.split})"
+                items = benchmarks.load_prompts(
+                    prompts, prompt_column, category_column, split=split or "test", limit=limit
+                )
+                source = prompts
+            t = stack.enter_context(
+                endpoint_spec(target, api=target_api, model=target_model, chat_template=target_chat_template, **limits)
+            )
+            if utility:
+                run = evaluate_mmlu(questions, output, target=t, structured=structured, source=source, **common)
+                result = asyncio.run(run)
+            else:
+                judged = {"api": judge_api, "model": judge_model, "chat_template": judge_chat_template}
+                if judge_is_target:
+                    j = replace(t, **judged)
                 else:
-                    items = benchmarks.load_prompts(
-                        prompts, prompt_column, category_column, split=split or "test", limit=limit
-                    )
-                    source = prompts
-                t_urls, t_token = stack.enter_context(endpoints(target))
-                j_urls, j_token = (t_urls, t_token) if judge_is_target else stack.enter_context(endpoints(judge))
-                result = asyncio.run(
-                    _safety(items, output, source, t_urls, t_token, j_urls, j_token, bench, common,
-                            judge_api=judge_api, judge_model=judge_model, judge_chat_template=judge_chat_template,
-                            judge_format=judge_format, safe_rate=safe_rate)
-                )  # fmt: skip
+                    j = stack.enter_context(endpoint_spec(judge, **judged, **limits))
+                name = bench.name if bench else ""
+                run = evaluate_async(items, output, target=t, judge=j, benchmark=name, source=source, **common,
+                                     judge_format=judge_format, safe_rate=safe_rate)  # fmt: skip
+                result = asyncio.run(run)
     except HFAdvisorError as e:
         kept = f" (finished chunks are kept in {output}: rerun to continue)" if (output / "parts").is_dir() else ""
         raise fail(f"{e}{kept}", e.exit_code) from None
@@ -166,25 +168,6 @@ def evaluate(
         f"{result.unparsed} unparseable verdicts; excluded {result.safe_rate_excluded:.3f}, "
         f"paper {result.safe_rate_paper:.3f}) — {output}/report.md"
     )
-
-
-async def _mmlu(questions: list[Any], output: Path, source: str, urls: list[str], token: str | None,
-                structured: str, common: dict[str, Any]) -> Any:  # fmt: skip
-    from hfadvisor.utility import evaluate_mmlu
-
-    return await evaluate_mmlu(
-        questions, output, target=urls, target_token=token, structured=structured, source=source, **common
-    )
-
-
-async def _safety(items: list[Any], output: Path, source: str, t_urls: list[str], t_token: str | None,
-                  j_urls: list[str], j_token: str | None, bench: Any, common: dict[str, Any], **judge: Any) -> Any:  # fmt: skip
-    from hfadvisor.evaluate import evaluate as evaluate_async
-
-    return await evaluate_async(
-        items, output, target=t_urls, judge=j_urls, target_token=t_token, judge_token=j_token,
-        benchmark=bench.name if bench else "", source=source, **common, **judge,
-    )  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

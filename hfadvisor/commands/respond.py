@@ -17,10 +17,10 @@ from hfadvisor.commands._common import (
     Timeout,
     check_api,
     check_urls,
-    endpoints,
     fail,
     say,
 )
+from hfadvisor.commands._endpoint import endpoint_spec
 from hfadvisor.errors import HFAdvisorError
 
 HELP = "Answer every prompt of a run with a target chat model (a resumable revision: responses/)."
@@ -40,7 +40,6 @@ def respond(
     timeout: Timeout = 120.0,
     max_attempts: MaxAttempts = 8,
 ) -> None:
-    from hfadvisor.config import RetryPolicy
     from hfadvisor.respond import respond as respond_async
 
     check_urls(endpoint)
@@ -51,26 +50,13 @@ def respond(
     def progress(r: int, done: int, total: int) -> None:
         say(f"round {r} answered: {done}/{total} rows have a response")
 
+    limits = {"concurrency": concurrency, "timeout": timeout, "max_attempts": max_attempts}
     try:
-        with endpoints(endpoint) as (urls, token):
+        with endpoint_spec(endpoint, api=api, model=model, chat_template=chat_template, **limits) as target:
             result = asyncio.run(
-                respond_async(
-                    run_dir,
-                    urls,
-                    api=api,
-                    model=model,
-                    token=token,
-                    max_new_tokens=max_new_tokens,
-                    temperature=temperature,
-                    top_p=top_p,
-                    chat_template=chat_template,
-                    seed=seed,
-                    concurrency=concurrency,
-                    timeout=timeout,
-                    retry=RetryPolicy(max_attempts=max_attempts),
-                    on_round=progress,
-                )
-            )
+                respond_async(run_dir, target, max_new_tokens=max_new_tokens, temperature=temperature,
+                              top_p=top_p, seed=seed, on_round=progress)
+            )  # fmt: skip
     except HFAdvisorError as e:
         raise fail(f"{e} (finished rounds are kept: rerun to continue)", e.exit_code) from None
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 from huggingface_hub import AsyncInferenceClient, ChatCompletionOutput
@@ -39,6 +39,9 @@ from hfadvisor.llm.retry import (
 from hfadvisor.llm.structured import looks_json, response_format, starts_json, tgi_grammar
 from hfadvisor.llm.template import ChatTemplate, Message, as_messages
 
+if TYPE_CHECKING:
+    from hfadvisor.llm.connect import EndpointSpec
+
 SCHEMA_REFUSAL_STATUS = {400, 422}  # a call carrying a schema answered this: re-sent without it
 STRUCTURED_MODES = ("auto", "on", "off")
 OVERLOAD_KINDS = {"http_429", "http_503", "generation"}  # answers that mean "ask me less at once"
@@ -55,6 +58,18 @@ class Completion:
     latency: float
     attempts: int
     structured: bool = False  # the answer was constrained by the schema the caller passed (JSON text)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One `complete` call's request: the same for every attempt (and every endpoint it is tried on)."""
+
+    prompt: str | list[Message]
+    sampling: Sampling
+    stops: list[str]
+    stage: str
+    seed: int | None
+    schema: dict[str, Any] | None  # the stage's schema; whether it is sent is decided per endpoint
 
 
 class _Endpoint:
@@ -74,38 +89,32 @@ class LLMClient:
 
     def __init__(
         self,
-        endpoints: list[str],
+        spec: EndpointSpec,
         *,
-        api: str = "tgi",
-        model: str | None = None,
-        token: str | None = None,
-        concurrency: int = 16,
-        timeout: float = 120.0,
-        retry: RetryPolicy | None = None,
         ledger: Ledger | None = None,
         chat_template: ChatTemplate | None = None,
-        structured: str = "auto",
         response_format: str = "openai",
     ) -> None:
-        if not endpoints:
+        """`chat_template` is the loaded template (`connect` loads `spec.chat_template`)."""
+        if not spec.urls:
             raise ConfigError("no endpoint given: pass --endpoint URL (or omit it to use the embedded model)")
-        self.api = api
-        self.model = model
-        self.retry = retry or RetryPolicy()
+        self.api = spec.api
+        self.model = spec.model
+        self.retry = spec.retry or RetryPolicy()
         self.ledger = ledger or Ledger()
         self.chat_template = chat_template
-        self.timeout = timeout
-        if structured not in STRUCTURED_MODES:
-            raise ConfigError(f"structured must be one of {', '.join(STRUCTURED_MODES)}, not {structured!r}")
-        self.structured = structured
+        self.timeout = timeout = spec.timeout
+        if spec.structured not in STRUCTURED_MODES:
+            raise ConfigError(f"structured must be one of {', '.join(STRUCTURED_MODES)}, not {spec.structured!r}")
+        self.structured = spec.structured
         # chat dialect for schemas: "tgi" = {"type": "json", "value": schema} (TGI's Messages API),
         # "openai" = {"type": "json_schema", "json_schema": {...}} (vLLM, llama.cpp, OpenAI)
         self.response_format = response_format
-        self._token = token  # only to scrub it from error messages (servers and proxies may echo it)
-        self._limit = AdaptiveLimit(concurrency)
+        self._token = token = spec.token  # only to scrub it from error messages (servers and proxies may echo it)
+        self._limit = AdaptiveLimit(spec.concurrency)
         self._endpoints = [
             _Endpoint(url, AsyncInferenceClient(base_url=self._base(url), token=token, timeout=timeout))
-            for url in endpoints
+            for url in spec.urls
         ]
         self._rr = 0
 
@@ -175,7 +184,7 @@ class LLMClient:
         ledger of the round the call belongs to, when rounds overlap).
         """
         ledgers = [self.ledger] if ledger is None else [self.ledger, ledger]
-        stops = list(dict.fromkeys([*sampling.stop, *(stop or [])]))
+        call = _Call(prompt, sampling, list(dict.fromkeys([*sampling.stop, *(stop or [])])), stage, seed, schema)
         attempts = 0
         started = time.monotonic()
         retrying = AsyncRetrying(
@@ -189,7 +198,7 @@ class LLMClient:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    return await self._attempt(prompt, sampling, stops, stage, seed, attempts, ledgers, schema)
+                    return await self._attempt(call, attempts, ledgers)
         except TransientError as e:
             _bump(ledgers, "failures")
             elapsed = time.monotonic() - started
@@ -204,20 +213,10 @@ class LLMClient:
         if state.next_action is not None:
             _bump(ledgers, "backoff_total", state.next_action.sleep)
 
-    async def _attempt(
-        self,
-        prompt: str | list[Message],
-        sampling: Sampling,
-        stops: list[str],
-        stage: str,
-        seed: int | None,
-        attempt: int,
-        ledgers: list[Ledger],
-        schema: dict[str, Any] | None = None,
-    ) -> Completion:
-        ep = self._pick()
+    async def _attempt(self, call: _Call, attempt: int, ledgers: list[Ledger]) -> Completion:
+        ep, stage = self._pick(), call.stage
         probe: asyncio.Lock | None = None
-        if schema is not None and self.structured != "off" and stage not in ep.support:
+        if call.schema is not None and self.structured != "off" and stage not in ep.support:
             # Support is unknown: one call per endpoint and stage finds out, the others wait for it,
             # so a server without grammar support sees exactly one refused call per stage.
             probe = ep.probes.setdefault(stage, asyncio.Lock())
@@ -226,24 +225,17 @@ class LLMClient:
                 probe.release()
                 probe = None
         try:
-            send = schema if schema is not None and self.structured != "off" and ep.support.get(stage, True) else None
-            return await self._send(ep, prompt, sampling, stops, stage, seed, attempt, ledgers, send)
+            honoured = self.structured != "off" and ep.support.get(stage, True)
+            return await self._send(ep, call, attempt, ledgers, call.schema if honoured else None)
         finally:
             if probe is not None:
                 probe.release()
 
     async def _send(
-        self,
-        ep: _Endpoint,
-        prompt: str | list[Message],
-        sampling: Sampling,
-        stops: list[str],
-        stage: str,
-        seed: int | None,
-        attempt: int,
-        ledgers: list[Ledger],
-        schema: dict[str, Any] | None,
+        self, ep: _Endpoint, call: _Call, attempt: int, ledgers: list[Ledger], schema: dict[str, Any] | None
     ) -> Completion:
+        """One attempt on `ep`; `schema` is the one to send (None: the text path)."""
+        prompt, sampling, stops, stage, seed = call.prompt, call.sampling, call.stops, call.stage, call.seed
         greedy = sampling.temperature == 0.0
         top_p = sampling.top_p if sampling.top_p is not None and sampling.top_p < 1.0 and not greedy else None
         async with self._limit.slot() as epoch:

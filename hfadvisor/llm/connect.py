@@ -14,13 +14,13 @@ still could not tell a server that silently ignores schemas from one that honour
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx2
 
-from hfadvisor.config import RetryPolicy, Sampling
+from hfadvisor.config import RetryPolicy, RunConfig, Sampling
 from hfadvisor.errors import ConfigError, EndpointError
 from hfadvisor.llm.client import LLMClient
 from hfadvisor.llm.template import Message, as_messages, load_chat_template
@@ -32,6 +32,41 @@ PROBE_SCHEMA: dict[str, Any] = {
     "required": ["ok"],
     "additionalProperties": False,
 }
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """How to reach one model server, passed whole from the CLI or a `RunConfig` down to the client.
+
+    One value instead of nine keyword arguments re-spelled by every command, `respond`,
+    `evaluate` (target and judge) and `LLMClient`: a new setting is added here once. The token
+    is kept out of the repr, so a spec can be logged or shown in a traceback.
+    """
+
+    urls: tuple[str, ...]  # as given: may carry credentials (log `LLMClient.endpoint_names`)
+    api: str = "tgi"  # "tgi" (generate API) | "chat" (OpenAI-style chat completions)
+    model: str | None = None  # None: TGI's /info, else the one model /v1/models lists
+    token: str | None = field(default=None, repr=False)
+    chat_template: str | None = None  # tgi api: a Jinja file, or "server" for the one /info reports
+    concurrency: int = 16
+    timeout: float = 120.0
+    retry: RetryPolicy | None = None
+    structured: str = "auto"  # auto | on | off (see LLMClient)
+
+    @classmethod
+    def of(cls, endpoint: EndpointSpec | str | Sequence[str], **changes: Any) -> EndpointSpec:
+        """A spec from a spec, one URL or a list of URLs (callers and tests stay short), with `changes`."""
+        if isinstance(endpoint, EndpointSpec):
+            return replace(endpoint, **changes)
+        return cls(urls=(endpoint,) if isinstance(endpoint, str) else tuple(endpoint), **changes)
+
+    @classmethod
+    def from_config(cls, config: RunConfig, urls: Sequence[str], token: str | None) -> EndpointSpec:
+        """A run's endpoint: `urls` and `token` resolved by the caller (embedded model, login)."""
+        return cls(
+            tuple(urls), token=token, api=config.api, model=config.model, chat_template=config.chat_template,
+            concurrency=config.concurrency, timeout=config.timeout, retry=config.retry, structured=config.structured,
+        )  # fmt: skip
 
 
 @dataclass
@@ -112,55 +147,35 @@ class Endpoint:
 
 
 @contextlib.asynccontextmanager
-async def connect(
-    endpoints: list[str],
-    *,
-    api: str = "tgi",
-    model: str | None = None,
-    token: str | None = None,
-    concurrency: int = 16,
-    timeout: float = 120.0,
-    retry: RetryPolicy | None = None,
-    chat_template: str | None = None,
-    structured: str = "auto",
-) -> AsyncIterator[Endpoint]:
+async def connect(spec: EndpointSpec) -> AsyncIterator[Endpoint]:
     """Bring the endpoints up and yield an `Endpoint`; raises a one-line error before any write.
 
-    `chat_template` (tgi api): a Jinja file, or "server" for the template /info reports.
+    `spec.chat_template` (tgi api) is loaded here: a Jinja file, or "server" for the template /info reports.
     """
-    client = LLMClient(
-        endpoints,
-        api=api,
-        model=model,
-        token=token,
-        concurrency=concurrency,
-        timeout=timeout,
-        retry=retry,
-        structured=structured,
-    )
+    client = LLMClient(spec)
     async with client:
-        kind, info, models = await _discover(client, token)
-        if kind == "openai" and api == "tgi":
+        kind, info, models = await _discover(client, spec.token)
+        if kind == "openai" and spec.api == "tgi":
             raise ConfigError(
                 f"{client.endpoint_names[0]} is an OpenAI-compatible server (no TGI /info): use --api chat"
             )
-        name = await _resolve_model(client, kind, info, models, model)
+        name = await _resolve_model(client, kind, info, models, spec.model)
         client.model = name
         client.response_format = "tgi" if kind == "tgi" else "openai"
-        if chat_template and api == "tgi":
-            client.chat_template = load_chat_template(chat_template, info)
+        if spec.chat_template and spec.api == "tgi":
+            client.chat_template = load_chat_template(spec.chat_template, info)
         ep = Endpoint(
             client=client,
-            api=api,
+            api=spec.api,
             kind=kind,
             model=name,
             info={**info, "model_id": name},
             max_total_tokens=_int(info.get("max_total_tokens") or info.get("max_model_len")),
             max_input_tokens=_int(info.get("max_input_tokens") or info.get("max_input_length")),
-            structured=structured,
-            _token=token,
+            structured=spec.structured,
+            _token=spec.token,
         )
-        if structured == "on":
+        if spec.structured == "on":
             await _probe_structured(client)
         yield ep
 
