@@ -22,6 +22,7 @@ Paths are relative to the run directory (POSIX separators: they are also the Hub
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 RUN_JSON = "run.json"
 README = "README.md"
@@ -64,44 +65,30 @@ def round_name(r: int) -> str:
     return f"round-{r:05d}"
 
 
-def data_shard(r: int) -> str:
-    return f"{DATA}/{round_name(r)}.parquet"
-
-
-def rejects_shard(r: int) -> str:
-    return f"{REJECTS}/{round_name(r)}.parquet"
-
-
-def card(r: int) -> str:
-    return f"{CARDS}/{round_name(r)}.md"
-
-
-def revision(r: int) -> str:
-    return f"{REVISIONS}/{round_name(r)}.json"
-
-
-def session(n: int) -> str:
-    return f"{SESSIONS}/session-{n:05d}.json"
-
-
-RESPONSES_CONFIG = f"{RESPONSES}/config.json"
-
-
-def response_shard(r: int) -> str:
-    return f"{RESPONSES}/{round_name(r)}.parquet"
-
-
-def response_record(r: int) -> str:
-    return f"{RESPONSES}/{round_name(r)}.json"
-
-
 def pull_name(n: int) -> str:
     return f"pull-{n:05d}"
 
 
-def labels_shard(n: int) -> str:
-    return f"{LABELS}/{pull_name(n)}.parquet"
+def session_name(n: int) -> str:
+    return f"session-{n:05d}"
 
 
-def labels_manifest(n: int) -> str:
-    return f"{LABELS}/{pull_name(n)}.json"
+def _numbered(folder: str, suffix: str, stem: Callable[[int], str] = round_name) -> Callable[[int], str]:
+    """The path of the n-th file of one kind, `FOLDER/STEM(n)SUFFIX` (so the layout reads as a table)."""
+
+    def path(n: int) -> str:
+        return f"{folder}/{stem(n)}{suffix}"
+
+    return path
+
+
+data_shard = _numbered(DATA, ".parquet")
+rejects_shard = _numbered(REJECTS, ".parquet")
+card = _numbered(CARDS, ".md")
+revision = _numbered(REVISIONS, ".json")
+session = _numbered(SESSIONS, ".json", session_name)
+RESPONSES_CONFIG = f"{RESPONSES}/config.json"
+response_shard = _numbered(RESPONSES, ".parquet")
+response_record = _numbered(RESPONSES, ".json")
+labels_shard = _numbered(LABELS, ".parquet", pull_name)
+labels_manifest = _numbered(LABELS, ".json", pull_name)
