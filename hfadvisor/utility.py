@@ -15,42 +15,37 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Unpack
 
 from hfadvisor.benchmarks import ANSWER_SCHEMA, LETTERS, Question, mmlu_prompt, parse_choice
-from hfadvisor.config import Sampling
 from hfadvisor.errors import ConfigError
 from hfadvisor.evaluate import (
-    CHUNK,
     EvaluatedTarget,
-    check_output,
-    check_target_format,
+    RunOptions,
+    TargetFormat,
+    checked_output,
+    greedy,
     open_output,
+    pct,
+    report_table,
     run_chunks,
+    run_options,
     target_prompt,
     target_settings,
+    write_result,
 )
 from hfadvisor.llm import EndpointSpec, connect
 from hfadvisor.records import arrow_schema, features
-from hfadvisor.rundir.files import commit, parquet_bytes
 
 STRUCTURED = ("off", "auto", "on")
+# choices: a JSON list in letter order; answer: the gold letter; structured: the answer was schema-constrained
+# JSON; predicted: A-D, or "" when unparsed; parsed_by: json | letter | paren | option_text | unparsed
 ANSWER_FEATURES = features(
-    id="string",
-    subject="string",
-    question="string",
-    choices="string",  # JSON list, in letter order
-    answer="string",  # the gold letter
-    response="string",
-    response_finish_reason="string",
-    structured="bool",  # the answer was schema-constrained JSON
-    predicted="string",  # A-D, or "" when unparsed
-    parsed_by="string",  # json | letter | paren | option_text | unparsed
-    correct="bool",
-)
+    id="string", subject="string", question="string", choices="string", answer="string", response="string",
+    response_finish_reason="string", structured="bool", predicted="string", parsed_by="string", correct="bool",
+)  # fmt: skip
 ANSWER_TABLE_SCHEMA = arrow_schema(ANSWER_FEATURES)
 
 
@@ -90,12 +85,10 @@ async def evaluate_mmlu(
     output: str | Path,
     *,
     target: EndpointSpec | str | list[str],
-    target_format: str = "chat",
-    structured: str = "off",
+    target_format: TargetFormat = "chat",
+    structured: Literal["off", "auto", "on"] = "off",
     max_new_tokens: int = 128,
-    source: str = "",
-    chunk_size: int = CHUNK,
-    on_progress: Callable[[int, int], None] | None = None,
+    **run: Unpack[RunOptions],
 ) -> UtilityResult:
     """Ask, read and score `questions`; resumes an earlier evaluation in `output` with the same settings.
 
@@ -108,6 +101,7 @@ async def evaluate_mmlu(
         target_format: `chat` (the target's chat template) or `paper` (the reference's raw prompt).
         structured: `off` (text answers only), `auto` (the answer schema where the endpoint honours
             it) or `on` (an endpoint that does not is an error).
+        run: `source`, `chunk_size` (questions per committed chunk), `on_progress` (see `RunOptions`).
 
     Returns:
         Accuracy overall and per subject, with the settings.
@@ -117,20 +111,18 @@ async def evaluate_mmlu(
         RunStateError: `output` holds an evaluation made with other settings.
         EndpointError: the server kept failing (answered chunks are kept).
     """
-    target = EndpointSpec.of(target)
+    target, run = EndpointSpec.of(target), run_options(run)
     if structured not in STRUCTURED:
         raise ConfigError(f"--structured {structured!r}: choose {', '.join(STRUCTURED)}")
-    check_target_format(target_format, target.api, target.chat_template)
-    out = Path(output)
-    check_output(out)
-    sampling = Sampling(temperature=0.0, top_p=None, max_new_tokens=max_new_tokens)
+    out = checked_output(output, target, target_format)
+    sampling = greedy(max_new_tokens)
     schema = None if structured == "off" else ANSWER_SCHEMA
     async with connect(replace(target, chat_template=None, structured=structured)) as t:  # template: below
         client = t.client
         settings = {
-            "source": source,
+            "source": run["source"],
             "prompts": len(questions),
-            "chunk_size": chunk_size,
+            "chunk_size": run["chunk_size"],
             "prompts_sha256": hashlib.sha256(json.dumps([asdict(q) for q in questions]).encode()).hexdigest(),
             **target_settings(t, target, target_format, sampling),
             "kind": "utility",
@@ -158,12 +150,10 @@ async def evaluate_mmlu(
                 "correct": predicted == q.answer,
             }
 
-        table = await run_chunks(out, questions, chunk_size, answer_one, ANSWER_TABLE_SCHEMA, on_progress)
+        table = await run_chunks(out, questions, answer_one, ANSWER_TABLE_SCHEMA, run)
 
     result = score(settings, table.to_pylist())
-    text = json.dumps(result.to_dict(), indent=1, ensure_ascii=False) + "\n"
-    shards = [("judgements.parquet", parquet_bytes(table)), ("report.md", report_markdown(result).encode())]
-    commit(out, shards, "summary.json", text.encode())
+    write_result(out, table, result, report_markdown(result))
     return result
 
 
@@ -186,9 +176,6 @@ def score(settings: dict[str, Any], rows: list[dict[str, Any]]) -> UtilityResult
 def report_markdown(result: UtilityResult) -> str:
     from hfadvisor.card import md
 
-    def pct(x: float | None) -> str:
-        return "—" if x is None else f"{100 * x:.1f}%"
-
     fmt = "the paper's raw prompt" if result.target_format == "paper" else "its chat template"
     lines = [
         "# Utility evaluation (MMLU, zero-shot)",
@@ -200,10 +187,10 @@ def report_markdown(result: UtilityResult) -> str:
         f"**Accuracy: {pct(result.accuracy)}** ({result.correct} correct; {result.unparsed} answers named no "
         "option clearly and count as wrong).",
         "",
-        "| subject | questions | correct | unparsed | accuracy |",
-        "|---|---|---|---|---|",
+        *report_table(
+            ["subject", "questions", "correct", "unparsed", "accuracy"],
+            [[md(s), a.questions, a.correct, a.unparsed, pct(a.accuracy)] for s, a in result.per_subject.items()],
+            "Raw answers and the letter read from each: `judgements.parquet`.",
+        ),
     ]
-    for subject, a in result.per_subject.items():
-        lines.append(f"| {md(subject)} | {a.questions} | {a.correct} | {a.unparsed} | {pct(a.accuracy)} |")
-    lines += ["", "Raw answers and the letter read from each: `judgements.parquet`.", ""]
     return "\n".join(lines)

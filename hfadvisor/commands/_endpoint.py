@@ -1,7 +1,7 @@
-"""The CLI's endpoint options turned into one `EndpointSpec` (respond, evaluate's target and judge).
+"""The CLI's endpoint options, and one `EndpointSpec` built from them (respond, evaluate's target and judge).
 
-One function, so the commands pass a model server on whole instead of re-assembling its
-URLs, token and limits each.
+Commands import what describes a model server from here (the options stay defined in `_common`)
+and pass the spec on whole instead of re-assembling its URLs, token and limits each.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from hfadvisor.commands._common import endpoints
+from hfadvisor.commands._common import Api, ChatTemplate, Concurrency, Endpoint, MaxAttempts, Timeout, endpoints
 
 if TYPE_CHECKING:  # hfadvisor.llm loads huggingface_hub: only when a command runs, so --help stays fast
     from hfadvisor.llm import EndpointSpec
+
+__all__ = ["Api", "ChatTemplate", "Concurrency", "Endpoint", "MaxAttempts", "Timeout", "endpoint_spec"]
 
 
 @contextlib.contextmanager

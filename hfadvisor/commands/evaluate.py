@@ -10,17 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from hfadvisor.commands._common import (
-    ChatTemplate,
-    Concurrency,
-    MaxAttempts,
-    Timeout,
-    check_api,
-    check_urls,
-    fail,
-    say,
-)
-from hfadvisor.commands._endpoint import endpoint_spec
+from hfadvisor.commands._common import check_api, check_urls, fail, say
+from hfadvisor.commands._endpoint import ChatTemplate, Concurrency, MaxAttempts, Timeout, endpoint_spec
 from hfadvisor.errors import HFAdvisorError
 
 HELP = (

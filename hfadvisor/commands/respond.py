@@ -8,19 +8,8 @@ from typing import Annotated
 
 import typer
 
-from hfadvisor.commands._common import (
-    Api,
-    ChatTemplate,
-    Concurrency,
-    Endpoint,
-    MaxAttempts,
-    Timeout,
-    check_api,
-    check_urls,
-    fail,
-    say,
-)
-from hfadvisor.commands._endpoint import endpoint_spec
+from hfadvisor.commands._common import check_api, check_urls, fail, say
+from hfadvisor.commands._endpoint import Api, ChatTemplate, Concurrency, Endpoint, MaxAttempts, Timeout, endpoint_spec
 from hfadvisor.errors import HFAdvisorError
 
 HELP = "Answer every prompt of a run with a target chat model (a resumable revision: responses/)."
