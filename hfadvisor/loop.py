@@ -420,7 +420,7 @@ class Runner:
             return summarize.fallback(self.summary, weak, f"answer cut off at the {limit}")
         delimiter = self.preset.delimiter(self.style)
         if out.structured:
-            return summarize.parse_json(out.text, self.summary, weak, mode, delimiter=delimiter)
+            return summarize.parse_json(out.text, self.summary, weak, mode)
         return summarize.parse(out.text, self.summary, weak, mode, delimiter=delimiter)
 
     async def _baseline_generate(self, r: int, pool_limit: int) -> tuple[list[Any], Ledger, str, float]:

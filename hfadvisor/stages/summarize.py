@@ -335,16 +335,11 @@ def parse(
 
 
 def parse_json(
-    text: str,
-    summary: list[str],
-    weakness: Weakness,
-    mode: str,
-    *,
-    delimiter: str = DELIMITER,
-    covered: Covered | None = None,
+    text: str, summary: list[str], weakness: Weakness, mode: str, covered: Covered | None = None
 ) -> SummaryUpdate:
     """The structured answer (`SCHEMA` in full mode, `SCHEMA_APPEND` in append mode); its lines get
-    the same checks as a text answer. Not JSON or the wrong shape → the fallback, with the reason."""
+    the same checks as a text answer. Not JSON or the wrong shape → the fallback, with the reason.
+    No delimiter: the list ends where the JSON array does, so no line of it is taken for the end."""
     if mode == "append" and not isinstance(weakness, str) and len(weakness) > 1:  # SCHEMA_APPEND_MANY
         many = load_json(text, AppendManyAnswer)
         if many.value is None:
@@ -359,7 +354,7 @@ def parse_json(
     full = load_json(text, FullAnswer)
     if full.value is None:
         return fallback(summary, weakness, f"{full.reason}: {full.detail}", reason=full.reason or "")
-    return parse("\n".join(full.value.summary), summary, weakness, "full", delimiter=delimiter, covered=covered)
+    return parse("\n".join(full.value.summary), summary, weakness, "full", delimiter="\0", covered=covered)
 
 
 def _append(item: str, reason: str, summary: list[str], weakness: str) -> SummaryUpdate:
