@@ -181,3 +181,35 @@ def test_server_listing_several_models(wanted, outcome):
             with pytest.raises(ConfigError, match=outcome) as e:
                 asyncio.run(main())
             assert "org/a, org/b" in str(e.value)
+
+
+def test_endpoint_spec_is_passed_whole_and_never_shows_its_token(scripted_tgi):
+    from hfadvisor.config import RetryPolicy, build_config
+
+    spec = EndpointSpec.of(scripted_tgi.url, token="hf_SpecSecret123", concurrency=3, structured="off")
+    assert "hf_SpecSecret123" not in repr(spec) and "hf_SpecSecret123" not in f"{spec}"
+    assert spec.urls == (scripted_tgi.url,) and EndpointSpec.of([scripted_tgi.url]).urls == spec.urls
+    judge = EndpointSpec.of(spec, api="chat")  # a spec with changes keeps the rest (the judge-is-target case)
+    assert (judge.api, judge.token, judge.concurrency, spec.api) == ("chat", "hf_SpecSecret123", 3, "tgi")
+    config = build_config({"api": "tgi", "model": "m", "concurrency": 5, "timeout": 9.0, "structured": "on",
+                           "chat_template": "server", "retry": {"max_attempts": 2}})  # fmt: skip
+    run = EndpointSpec.from_config(config, ["http://a", "http://b"], "tok")
+    assert (run.urls, run.model, run.concurrency, run.timeout, run.structured, run.chat_template, run.token) == (
+        ("http://a", "http://b"),
+        "m",
+        5,
+        9.0,
+        "on",
+        "server",
+        "tok",
+    )
+    assert run.retry == RetryPolicy(max_attempts=2)
+
+    async def main():
+        async with connect(spec) as ep:
+            await ep.client.complete("hi", GREEDY, stage="g")
+            return ep.client.structured, ep.client._limit.ceiling
+
+    assert asyncio.run(main()) == ("off", 3)
+    sent = _posts(scripted_tgi, "/")
+    assert sent and all(r.headers.get("authorization") == "Bearer hf_SpecSecret123" for r in sent)

@@ -232,3 +232,10 @@ def test_cli_judge_is_explicit(tmp_path, prompts_file):
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["safe"], summary["unsafe"], summary["unparsed"]) == (3, 4, 0)
     assert summary["judge_model"] == summary["target_model"] == "hfadvisor/scripted"
+
+
+def test_a_misspelt_option_is_refused_before_anything_happens(tmp_path, servers):
+    t, j = servers
+    with pytest.raises(TypeError, match="chunk_sise"):
+        run_eval([], tmp_path / "x", t, j, chunk_sise=3)  # RunOptions: source, chunk_size, on_progress
+    assert not (tmp_path / "x").exists() and not t.backend.requests
