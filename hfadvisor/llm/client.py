@@ -72,6 +72,18 @@ class _Call:
     schema: dict[str, Any] | None  # the stage's schema; whether it is sent is decided per endpoint
 
 
+POOL_SIZE = 8
+
+
+class _Pool:
+    def __init__(self, http: httpx2.AsyncClient) -> None:
+        self.http = http
+        self.busy = 0
+
+    def load(self) -> int:
+        return self.busy
+
+
 class _Endpoint:
     def __init__(self, url: str, client: AsyncInferenceClient) -> None:
         self.url = url
@@ -81,7 +93,7 @@ class _Endpoint:
         self.benched_until = 0.0
         self.support: dict[str, bool] = {}  # stage → does this endpoint honour the stage's schema
         self.probes: dict[str, asyncio.Lock] = {}  # one call per stage finds out; the others wait for it
-        self.http: httpx2.AsyncClient | None = None  # OpenAI-shape schema calls (see LLMClient._chat_openai)
+        self.pools: list[_Pool] = []  # direct posts (see LLMClient._post)
 
 
 class LLMClient:
@@ -150,8 +162,8 @@ class LLMClient:
     async def aclose(self) -> None:
         for ep in self._endpoints:
             await ep.client.close()
-            if ep.http is not None:
-                await ep.http.aclose()
+            for pool in ep.pools:
+                await pool.http.aclose()
 
     # ------------------------------------------------------------------ calls
     def _pick(self) -> _Endpoint:
@@ -329,7 +341,7 @@ class LLMClient:
         # Posted directly (the body huggingface_hub's text_generation sends): its answer hides the
         # x-prompt-tokens header, the only place TGI reports prompt tokens (prefill details are off
         # by default since TGI 3), and it parses each answer in a worker thread (CPU per call).
-        resp = await self._http(ep).post(self._base(ep.url), json={"inputs": prompt, "parameters": params})
+        resp = await self._post(ep, self._base(ep.url), {"inputs": prompt, "parameters": params})
         hf_raise_for_status(resp)
         out = resp.json()
         if isinstance(out, list):
@@ -379,20 +391,33 @@ class LLMClient:
         TGI's `{"type": "json_object", "value": schema}`, which vLLM and llama.cpp read as "any JSON"
         (calls without a schema come here too: the same body, less CPU per call)."""
         payload = {k: v for k, v in body.items() if v is not None} | {"stream": False}
-        resp = await self._http(ep).post(f"{self._base(ep.url)}/v1/chat/completions", json=payload)
+        resp = await self._post(ep, f"{self._base(ep.url)}/v1/chat/completions", payload)
         hf_raise_for_status(resp)
         return ChatCompletionOutput.parse_obj_as_instance(resp.json())
 
-    def _http(self, ep: _Endpoint) -> httpx2.AsyncClient:
-        """The endpoint's connection pool: as many kept-alive connections as calls in flight (httpx
-        keeps 20 by default, so at a higher concurrency every answer closed a connection and the next
-        call opened one)."""
-        if ep.http is None:
+    async def _post(self, ep: _Endpoint, url: str, payload: dict[str, Any]) -> httpx2.Response:
+        """POST on the least busy of the endpoint's connection pools.
+
+        As many kept-alive connections as calls in flight (httpx keeps 20 by default, so at a higher
+        concurrency every answer closed a connection and the next call opened one), split into pools
+        of `POOL_SIZE`: httpcore scans every connection of a pool twice per request, which made the
+        pool the client's largest CPU cost at 64 calls in flight.
+        """
+        if not ep.pools:
             headers = {"authorization": f"Bearer {self._token}"} if self._token else {}
             n = self._limit.ceiling
-            limits = httpx2.Limits(max_connections=n, max_keepalive_connections=n)
-            ep.http = httpx2.AsyncClient(timeout=self.timeout, headers=headers, limits=limits)
-        return ep.http
+            size = min(n, POOL_SIZE)
+            limits = httpx2.Limits(max_connections=size, max_keepalive_connections=size)
+            ep.pools = [
+                _Pool(httpx2.AsyncClient(timeout=self.timeout, headers=headers, limits=limits))
+                for _ in range(-(-n // size))
+            ]
+        pool = min(ep.pools, key=_Pool.load)
+        pool.busy += 1
+        try:
+            return await pool.http.post(url, json=payload)
+        finally:
+            pool.busy -= 1
 
     def _response_format(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         """The chat API's schema field in the endpoint's dialect."""
