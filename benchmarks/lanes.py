@@ -123,37 +123,45 @@ def coverage_embedded(work: Path, generations: int) -> list[dict[str, Any]]:
     return coverage(stores)
 
 
+def _print_speed(
+    sp: dict[int, dict[str, Any]], rounds: int, per_call: float, per_token: float, raw: dict[str, Any]
+) -> None:
+    print(f"Lanes on the latency server (capacity {CAPACITY}, {per_call}s/call + {per_token}s/token, {rounds} rounds)")
+    print("| K | rows | s per accepted row | speed-up | speed-up / K | overhead s/round | target |")
+    print("|---|---|---|---|---|---|---|")
+    for k, v in sp.items():
+        fits = k * BATCH <= CAPACITY
+        verdict = ("ok" if v["speedup_over_k"] >= 0.85 else "MISSED") if fits and k > 1 else "—"
+        print(
+            f"| {k} | {v['rows']} | {v['seconds_per_row']:.4f} | {v['speedup']:.2f} | {v['speedup_over_k']:.2f} "
+            f"| {v['overhead']:.3f} | {'≥ 0.85 × K ' + verdict if fits and k > 1 else '(K×12 > capacity)' if not fits else '—'} |"
+        )
+    proj = projection({k: v["overhead"] for k, v in sp.items()})
+    raw["projection"] = proj
+    print("\nProjection of the paper's run (12,000 rows; weakness 1 s, generation 8 s, summary 2→30 s):")
+    print("| K | rounds | hours | speed-up |")
+    print("|---|---|---|---|")
+    for k, v in proj.items():
+        print(f"| {k} | {v['rounds']} | {v['hours']:.2f} | {v['speedup']:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds, shorter latencies")
     ap.add_argument("--no-embedded", action="store_true", help="skip the coverage runs on the embedded model")
     ap.add_argument("--json", type=Path, help="write the raw numbers here")
+    ap.add_argument("--no-speed", action="store_true", help="skip the speed runs (they need a quiet machine)")
+    ap.add_argument("--generations", type=int, help="the equal budget of the coverage runs (default 96, quick 48)")
     a = ap.parse_args(argv)
     rounds, per_call, per_token, gens = (3, 0.3, 0.002, 48) if a.quick else (6, 0.5, 0.002, 96)
+    gens = a.generations or gens
     raw: dict[str, Any] = {"per_call": per_call, "per_token": per_token, "rounds": rounds, "batch": BATCH}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        sp = speed(work, rounds, per_call, per_token)
+        sp = {} if a.no_speed else speed(work, rounds, per_call, per_token)
         raw["speed"] = sp
-        print(
-            f"Lanes on the latency server (capacity {CAPACITY}, {per_call}s/call + {per_token}s/token, {rounds} rounds)"
-        )
-        print("| K | rows | s per accepted row | speed-up | speed-up / K | overhead s/round | target |")
-        print("|---|---|---|---|---|---|---|")
-        for k, v in sp.items():
-            fits = k * BATCH <= CAPACITY
-            verdict = ("ok" if v["speedup_over_k"] >= 0.85 else "MISSED") if fits and k > 1 else "—"
-            print(
-                f"| {k} | {v['rows']} | {v['seconds_per_row']:.4f} | {v['speedup']:.2f} | {v['speedup_over_k']:.2f} "
-                f"| {v['overhead']:.3f} | {'≥ 0.85 × K ' + verdict if fits and k > 1 else '(K×12 > capacity)' if not fits else '—'} |"
-            )
-        proj = projection({k: v["overhead"] for k, v in sp.items()})
-        raw["projection"] = proj
-        print("\nProjection of the paper's run (12,000 rows; weakness 1 s, generation 8 s, summary 2→30 s):")
-        print("| K | rounds | hours | speed-up |")
-        print("|---|---|---|---|")
-        for k, v in proj.items():
-            print(f"| {k} | {v['rounds']} | {v['hours']:.2f} | {v['speedup']:.2f} |")
+        if sp:
+            _print_speed(sp, rounds, per_call, per_token, raw)
         for name, fn, skip in (
             ("latency server", coverage_latency, False),
             ("embedded SmolLM2-135M", coverage_embedded, a.no_embedded),
