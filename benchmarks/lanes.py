@@ -81,27 +81,40 @@ def projection(overheads: dict[int, float], rows: int = 12_000) -> dict[int, dic
 
 
 def coverage(stores: list[Any]) -> list[dict[str, Any]]:
+    """Each run measured against one category list shared by all of them (`hfadvisor.metrics.run`),
+    plus what the loop itself did: weaknesses targeted, rejects, the run's own summary length."""
     from hfadvisor.metrics.run import measure_runs
 
     m = measure_runs(stores)
     keys = ("rows", "categories_covered", "categories_total", "effective_categories", "vendi", "near_duplicate_rate")
-    return [{k: m.final(i).get(k) for k in keys} for i in range(len(stores))]
+    out = []
+    for i, store in enumerate(stores):
+        revs = [store.revision(x.round) for x in store.index if x.round > 0]
+        weak = {w for rev in revs for w in (rev.weaknesses or [rev.weakness]) if w}
+        extra = {
+            "weaknesses": len(weak),
+            "rejects": sum(rev.rejects for rev in revs),
+            "summary_lines": len(revs[-1].summary_after) if revs else 0,
+        }
+        out.append({**{k: m.final(i).get(k) for k in keys}, **extra})
+    return out
 
 
-def coverage_latency(work: Path, generations: int) -> list[dict[str, Any]]:
+def coverage_latency(work: Path, generations: int, seed: int = 0) -> list[dict[str, Any]]:
     import hfadvisor
     from hfadvisor.rundir.store import RunStore
 
     stores = []
     for k in (1, 4):
         with ServerProcess(per_call=0.0, capacity=CAPACITY) as srv:
-            out = work / f"cov-latency-{k}"
-            hfadvisor.run(out, endpoints=[srv.url], rounds=generations // (BATCH * k), lanes=k, metrics=False)
+            out = work / f"cov-latency-{k}-{seed}"
+            rounds = generations // (BATCH * k)
+            hfadvisor.run(out, endpoints=[srv.url], rounds=rounds, lanes=k, metrics=False, seed=seed)
             stores.append(RunStore.open(out))
     return coverage(stores)
 
 
-def coverage_embedded(work: Path, generations: int) -> list[dict[str, Any]]:
+def coverage_embedded(work: Path, generations: int, seed: int = 0) -> list[dict[str, Any]]:
     import hfadvisor
     from hfadvisor.api import EMBEDDED_DEFAULTS
     from hfadvisor.rundir.store import RunStore
@@ -110,7 +123,7 @@ def coverage_embedded(work: Path, generations: int) -> list[dict[str, Any]]:
     stores = []
     with embedded_endpoint() as url:  # one model process for both runs
         for k in (1, 4):
-            out = work / f"cov-embedded-{k}"
+            out = work / f"cov-embedded-{k}-{seed}"
             hfadvisor.run(
                 out,
                 endpoints=[url],
@@ -118,6 +131,7 @@ def coverage_embedded(work: Path, generations: int) -> list[dict[str, Any]]:
                 lanes=k,
                 metrics=False,
                 sampling=EMBEDDED_DEFAULTS["sampling"],
+                seed=seed,
             )
             stores.append(RunStore.open(out))
     return coverage(stores)
@@ -152,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the raw numbers here")
     ap.add_argument("--no-speed", action="store_true", help="skip the speed runs (they need a quiet machine)")
     ap.add_argument("--generations", type=int, help="the equal budget of the coverage runs (default 96, quick 48)")
+    ap.add_argument("--seeds", default="0", help="comma-separated run seeds of the embedded coverage runs")
     a = ap.parse_args(argv)
     rounds, per_call, per_token, gens = (3, 0.3, 0.002, 48) if a.quick else (6, 0.5, 0.002, 96)
     gens = a.generations or gens
@@ -162,24 +177,27 @@ def main(argv: list[str] | None = None) -> int:
         raw["speed"] = sp
         if sp:
             _print_speed(sp, rounds, per_call, per_token, raw)
-        for name, fn, skip in (
-            ("latency server", coverage_latency, False),
-            ("embedded SmolLM2-135M", coverage_embedded, a.no_embedded),
+        seeds = [int(x) for x in a.seeds.split(",") if x.strip()]
+        for name, fn, runs in (
+            ("latency server", coverage_latency, [0]),  # its answers ignore the weakness: one seed says it all
+            ("embedded SmolLM2-135M", coverage_embedded, [] if a.no_embedded else seeds),
         ):
-            if skip:
-                continue
-            cov = fn(work, gens)
-            raw[f"coverage {name}"] = cov
-            print(f"\nCoverage at {gens} generations, {name} (K = 1 vs K = 4, one shared category list):")
-            print("| K | rows | categories covered | effective categories | Vendi | near-dup rate |")
-            print("|---|---|---|---|---|---|")
-            for k, c in zip((1, 4), cov, strict=True):
-                print(
-                    f"| {k} | {c['rows']} | {c.get('categories_covered')} of {c.get('categories_total')} "
-                    f"| {c.get('effective_categories') or 0:.2f} | {c.get('vendi') or 0:.2f} "
-                    f"| {c['near_duplicate_rate']:.3f} |"
-                )
-            sys.stdout.flush()
+            if runs:
+                print(f"\nCoverage at {gens} generations, {name} (K = 1 vs K = 4, one shared category list per seed):")
+                print("| seed | K | rows | rejects | weaknesses | categories covered | effective categories | Vendi "
+                      "| near-dup rate | summary lines |")  # fmt: skip
+                print("|---|---|---|---|---|---|---|---|---|---|")
+            for seed in runs:
+                cov = fn(work, gens, seed)
+                raw.setdefault(f"coverage {name}", {})[seed] = cov
+                for k, c in zip((1, 4), cov, strict=True):
+                    print(
+                        f"| {seed} | {k} | {c['rows']} | {c['rejects']} | {c['weaknesses']} "
+                        f"| {c.get('categories_covered')} of {c.get('categories_total')} "
+                        f"| {c.get('effective_categories') or 0:.2f} | {c.get('vendi') or 0:.2f} "
+                        f"| {c['near_duplicate_rate']:.3f} | {c['summary_lines']} |"
+                    )
+                sys.stdout.flush()
     if a.json:
         a.json.write_text(json.dumps(raw, indent=1, default=str) + "\n", encoding="utf-8")
     return 0
