@@ -63,6 +63,10 @@ class RunStopped(HFAdvisorError):
     """The user asked a Space run to stop; every round before this one is complete and kept."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, docker stop, systemd) ended a CLI command; it cleaned up as for Ctrl-C."""
+
+
 class PublishError(HFAdvisorError):
     """The Space cannot be built or uploaded: one actionable line."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -97,7 +98,10 @@ def test_kill_mid_round_then_resume(tmp_path, scripted_tgi):
 
 
 @pytest.mark.timeout(300)
-def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path, scripted_tgi):
+@pytest.mark.parametrize(
+    ("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")]
+)
+def test_ctrl_c_or_sigterm_ends_the_run_cleanly_and_it_resumes(tmp_path, scripted_tgi, sig, code, said):
     counter = iter(range(10**6))
     scripted_tgi.backend.respond = lambda req: f" Generated line number {next(counter)} of the scripted model\n"
     scripted_tgi.backend.delay = 0.05
@@ -107,10 +111,13 @@ def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path, scripted_tgi):
         args, env={**os.environ, "NO_PROXY": "127.0.0.1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     wait_for(proc, lambda: revisions(out) >= 3, "round 2 being committed")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "resume" in stderr and "Traceback" not in stderr
+    assert proc.returncode == code, stderr
+    assert said in stderr and "resume" in stderr and "Traceback" not in stderr
+    # the run cleaned up (a killed process writes no session record): what it spent, how it ended
+    (session,) = [json.loads(p.read_text()) for p in (out / "sessions").glob("session-*.json")]
+    assert session["outcome"] == "interrupted" and session["ledger"]["requests"] > 0
     done = RunStore.open(out).rounds_done
     assert 3 <= done < 51
     finish = cli("run", str(out), "-e", scripted_tgi.url)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hfadvisor.errors import HFAdvisorError
+from hfadvisor.errors import HFAdvisorError, Terminated
 
 err = Console(stderr=True)
 
@@ -31,6 +31,13 @@ def fail(message: str | HFAdvisorError, code: int | None = None) -> typer.Exit:
         code = message.exit_code if isinstance(message, HFAdvisorError) else 2
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def interrupted(e: KeyboardInterrupt, kept: str) -> typer.Exit:
+    """The one line for Ctrl-C (exit 130) or SIGTERM (exit 143, see `aio.run_cli`): what was kept."""
+    if isinstance(e, Terminated):
+        return fail(f"terminated (SIGTERM); {kept}", 143)
+    return fail(f"interrupted; {kept}", 130)
 
 
 def say(message: str) -> None:

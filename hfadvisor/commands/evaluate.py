@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import replace
 from pathlib import Path
@@ -10,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from hfadvisor.commands._common import check_api, check_urls, fail, say
+from hfadvisor.aio import run_cli
+from hfadvisor.commands._common import check_api, check_urls, fail, interrupted, say
 from hfadvisor.commands._endpoint import ChatTemplate, Concurrency, MaxAttempts, Timeout, endpoint_spec
 from hfadvisor.errors import HFAdvisorError
 
@@ -128,7 +128,7 @@ def evaluate(
             )
             if utility:
                 run = evaluate_mmlu(questions, output, target=t, structured=structured, source=source, **common)
-                result = asyncio.run(run)
+                result = run_cli(run)
             else:
                 judged = {"api": judge_api, "model": judge_model, "chat_template": judge_chat_template}
                 if judge_is_target:
@@ -138,12 +138,12 @@ def evaluate(
                 name = bench.name if bench else ""
                 run = evaluate_async(items, output, target=t, judge=j, benchmark=name, source=source, **common,
                                      judge_format=judge_format, safe_rate=safe_rate)  # fmt: skip
-                result = asyncio.run(run)
+                result = run_cli(run)
     except HFAdvisorError as e:
         kept = f" (finished chunks are kept in {output}: rerun to continue)" if (output / "parts").is_dir() else ""
         raise fail(f"{e}{kept}", e.exit_code) from None
-    except KeyboardInterrupt:
-        raise fail(f"interrupted; finished chunks are kept in {output}: rerun to continue", 130) from None
+    except KeyboardInterrupt as e:
+        raise interrupted(e, f"finished chunks are kept in {output}: rerun to continue") from None
     if result.target_chat_template == "none" and result.target_format == "chat":
         say("warning: the target server reports no chat template, prompts were sent raw (--target-chat-template)")
     if utility:

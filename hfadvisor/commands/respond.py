@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from hfadvisor.commands._common import check_api, check_urls, fail, say
+from hfadvisor.aio import run_cli
+from hfadvisor.commands._common import check_api, check_urls, fail, interrupted, say
 from hfadvisor.commands._endpoint import Api, ChatTemplate, Concurrency, Endpoint, MaxAttempts, Timeout, endpoint_spec
 from hfadvisor.errors import HFAdvisorError
 
@@ -42,16 +42,14 @@ def respond(
     limits = {"concurrency": concurrency, "timeout": timeout, "max_attempts": max_attempts}
     try:
         with endpoint_spec(endpoint, api=api, model=model, chat_template=chat_template, **limits) as target:
-            result = asyncio.run(
+            result = run_cli(
                 respond_async(run_dir, target, max_new_tokens=max_new_tokens, temperature=temperature,
                               top_p=top_p, seed=seed, on_round=progress)
             )  # fmt: skip
     except HFAdvisorError as e:
         raise fail(f"{e} (finished rounds are kept: rerun to continue)", e.exit_code) from None
-    except KeyboardInterrupt:
-        raise fail(
-            f"interrupted; finished rounds are kept: rerun `hfadvisor respond {run_dir}` to continue", 130
-        ) from None
+    except KeyboardInterrupt as e:
+        raise interrupted(e, f"finished rounds are kept: rerun `hfadvisor respond {run_dir}` to continue") from None
     if result.chat_template == "none":
         say("warning: the server reports no chat template, prompts were sent raw (use --chat-template or --api chat)")
     say(

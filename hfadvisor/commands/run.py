@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import sys
@@ -11,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from hfadvisor.commands._common import err, fail
+from hfadvisor.aio import run_cli
+from hfadvisor.commands._common import err, fail, interrupted
 from hfadvisor.commands._flags import run_flags, with_flags
 from hfadvisor.errors import HFAdvisorError
 
@@ -46,17 +46,15 @@ def launch(mode: str, run_dir: Path | None, output: Path | None, config: Path | 
         where = ", ".join(plan.config.endpoints) if plan.config.endpoints else "the embedded model (SmolLM2-135M)"
         err.print(f"{what} {mode} run {target} at round {done + 1} of {plan.config.rounds} on {where}", markup=False)
         with RichObserver(err, prices=(plan.config.price_input, plan.config.price_output)) as observer:
-            store = asyncio.run(api.execute(plan, observer))
+            store = run_cli(api.execute(plan, observer))
     except HFAdvisorError as e:
         done = _rounds_on_disk(target)
         suffix = f" ({done} complete rounds kept in {target})" if done else ""
         raise fail(f"{e}{suffix}", e.exit_code) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         done = _rounds_on_disk(target)
-        raise fail(
-            f"interrupted; {done} complete rounds kept in {target}: rerun `hfadvisor {COMMANDS[mode]} {target}` to resume",
-            130,
-        ) from None
+        kept = f"{done} complete rounds kept in {target}: rerun `hfadvisor {COMMANDS[mode]} {target}` to resume"
+        raise interrupted(e, kept) from None
     rows = sum(i.rows for i in store.index)
     stopped = _budget_stop(store, plan.config)
     if stopped:  # exit 0: the run is resumable with a larger --max-tokens
