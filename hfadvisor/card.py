@@ -196,7 +196,7 @@ def render(
         "round": rev.round,
         "rounds_planned": rounds_planned,
         "tag": tag,
-        "weakness": md(rev.weakness),
+        "weakness": md(rev.targeted),
         "rows_round": rev.rows,
         "rows_total": rows_total,
         "rejects_round": rev.rejects,
@@ -213,7 +213,7 @@ def render(
         "history": [
             {
                 "round": h.round,
-                "weakness": md(h.weakness),
+                "weakness": md(h.targeted),
                 "rows": h.rows,
                 "rejects": h.rejects,
                 "summary_source": h.summary_source,

@@ -83,7 +83,7 @@ class RichObserver:
     def round_done(self, rev: Revision, rows_total: int) -> None:
         self.rows = rows_total
         self.progress.update(self.task, completed=rev.round)
-        weakness = f" weakness={rev.weakness!r}" if rev.weakness else ""
+        weakness = f" weakness={rev.targeted!r}" if rev.targeted else ""
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(rev.reject_reasons.items()))
         cost = rev.ledger.cost(*self.prices)
         self.progress.console.print(

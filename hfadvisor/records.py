@@ -119,6 +119,11 @@ class Revision(BaseModel):
     sections: list[CardSection] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def targeted(self) -> str | None:
+        """What the round aimed at, for people: its weakness, or all K of them (--lanes), in lane order."""
+        return "; ".join(self.weaknesses) if len(self.weaknesses) > 1 else self.weakness
+
 
 @dataclass
 class RevisionIndex:
@@ -132,6 +137,7 @@ class RevisionIndex:
     summary_lines: int
     shard: str | None
     rejects_shard: str | None
+    targeted: str | None = None  # `Revision.targeted`: every lane's weakness
 
     @classmethod
     def of(cls, rev: Revision) -> RevisionIndex:
@@ -144,6 +150,7 @@ class RevisionIndex:
             len(rev.summary_after),
             rev.shard,
             rev.rejects_shard,
+            rev.targeted,
         )
 
 

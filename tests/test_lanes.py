@@ -15,6 +15,7 @@ import pytest
 
 import hfadvisor
 from hfadvisor.api import plan_run, seed_round
+from hfadvisor.card import md
 from hfadvisor.errors import RunStateError
 from hfadvisor.llm import EndpointSpec, connect
 from hfadvisor.loop import Runner
@@ -22,6 +23,7 @@ from hfadvisor.plugins import Plugin
 from hfadvisor.rundir import paths
 from hfadvisor.rundir.clock import call_seed
 from hfadvisor.serve.backend import GenerationRequest
+from hfadvisor.space.data import timeline_of
 from hfadvisor.stages import summarize
 from tests.helpers import cli
 from tests.lanes_oracle import CASES, GOLDEN, Oracle, added, name_for, run_args, stage_of, transcript
@@ -102,6 +104,13 @@ def test_three_lanes_ask_three_weaknesses_generate_three_batches_and_summarize_o
     # the run opens as a dataset with the lane column
     ds = hfadvisor.load_run(store.path)
     assert ds.features["lane"].dtype == "int32" and ds.num_rows == len(rows)
+    # people see every lane's weakness, not only the first: the card (round row and history), the
+    # Space's timeline
+    card_text = (store.path / "README.md").read_text(encoding="utf-8")
+    everyone = [md("; ".join(rev.weaknesses)) for rev in revs[1:]]
+    assert f"| weakness targeted | {everyone[-1]} |" in card_text
+    assert all(f"| {rev.round} | {w} |" in card_text for rev, w in zip(revs[1:], everyone, strict=True))
+    assert list(timeline_of(revs)["weakness"])[1:] == ["; ".join(rev.weaknesses) for rev in revs[1:]]
 
 
 def test_a_lanes_run_resumes_and_refuses_another_k(tmp_path):

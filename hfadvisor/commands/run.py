@@ -125,6 +125,7 @@ def log_cmd(
             line = {
                 "round": rev.round,
                 "weakness": rev.weakness,
+                "weaknesses": rev.weaknesses,  # one per lane (--lanes); empty before lanes
                 "rows": rev.rows,
                 "rejects": rev.rejects,
                 "reject_reasons": rev.reject_reasons,
@@ -159,7 +160,7 @@ def log_cmd(
         money = [cost.label() if cost else "—", run_cost.label() if run_cost else "—"] if priced else []
         table.add_row(
             str(rev.round),
-            rev.weakness or ("(seeds)" if rev.round == 0 else "—"),
+            rev.targeted or ("(seeds)" if rev.round == 0 else "—"),
             str(rev.rows),
             str(rev.rejects),
             rev.summary_source,

@@ -123,6 +123,8 @@ def per_round(rows: list[dict[str, Any]]) -> list[RoundStats]:
     responses = Counter(int(r["round"]) for r in rows)
     for rec in by_record(rows):
         s = stats.setdefault(rec.round, RoundStats(rec.round, rec.weakness))
+        if rec.weakness and s.weakness and rec.weakness not in s.weakness.split("; "):  # --lanes: K per round
+            s.weakness = f"{s.weakness}; {rec.weakness}"
         s.labelled += 1
         s.harmful += rec.harmful_answer == "yes"
         if (answer := rec.on_target_answer) is not None:

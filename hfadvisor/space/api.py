@@ -30,6 +30,7 @@ def api_round(opts: SpaceOptions, source: str, round: int, revision: str = "", t
         return {
             "round": rev.round,
             "weakness": rev.weakness,
+            "weaknesses": rev.weaknesses or ([rev.weakness] if rev.weakness else []),  # one per lane
             "summary_before": rev.summary_before,
             "summary_after": rev.summary_after,
             "summary_source": rev.summary_source,

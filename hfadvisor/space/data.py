@@ -75,7 +75,7 @@ def _reasons(rev: Revision) -> str:
 def weakness_text(rev: Revision) -> str:
     if rev.round == 0:
         return "(seeds)"
-    return rev.weakness or ("(self-instruct: no weakness)" if rev.mode == "baseline" else "—")
+    return rev.targeted or ("(self-instruct: no weakness)" if rev.mode == "baseline" else "—")
 
 
 def timeline(view: RunView) -> pd.DataFrame:
