@@ -23,6 +23,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from typer.testing import CliRunner
 
 import hfadvisor
+from hfadvisor.card import md
 from hfadvisor.cli import app
 from hfadvisor.errors import HubError
 from hfadvisor.hub.publish import parse_trailers
@@ -192,6 +193,22 @@ def test_run_pushes_every_round_as_one_commit_and_one_tag(tmp_path, tgi, hub_ser
     assert store.rejects_table().num_rows > 0  # the scripted model writes some too-short queries
     rejects = datasets.load_dataset(REPO, "rejects", split="train", revision="round-0003")
     assert sorted(rejects["id"]) == sorted(store.rejects_table().column("id").to_pylist())
+    no_unknown_routes(hub_server)
+
+
+def test_a_lanes_run_pushes_one_commit_and_tag_per_round_with_its_lanes(tmp_path, tgi, hub_server):
+    out = tmp_path / "run"
+    store = make_run(out, tgi, 2, push_to_hub=REPO, lanes=3)
+    snap = hub_server.repo(REPO)
+    assert commits_per_round(hub_server) == {0: 1, 1: 1, 2: 1}  # K lanes, still one commit per round
+    assert sorted(snap.tags) == ["round-0000", "round-0001", "round-0002"]
+    ds = datasets.load_dataset(REPO, split="train", revision="round-0001")
+    local = hfadvisor.load_run(out, round=1)
+    assert sorted(zip(ds["id"], ds["lane"], strict=True)) == sorted(zip(local["id"], local["lane"], strict=True))
+    assert {lane for lane in ds["lane"] if lane is not None} == {0, 1, 2}
+    rev = store.revision(2)
+    assert len(rev.weaknesses) == 3
+    assert f"| weakness targeted | {md(rev.targeted)} |" in snap.read("README.md", "round-0002").decode()
     no_unknown_routes(hub_server)
 
 
