@@ -13,6 +13,7 @@ import json
 import requests
 from huggingface_hub import AsyncInferenceClient
 
+from hfadvisor.llm import EndpointSpec, connect
 from hfadvisor.rundir.store import RunStore
 from hfadvisor.stages import generate
 from tests.helpers import cli
@@ -115,3 +116,17 @@ def test_a_real_run_against_llama_server_without_model(llama_server, tmp_path):
         assert all(c.requests and c.structured == c.requests and c.text == 0 for c in stages.values()), stages
         assert rev.ledger.structured_refused == 0 and rev.ledger.structured_ignored == 0
     assert sum(r.ledger.by_stage["generate"].requests for r in generated_revs) == 3 * 4
+
+
+def test_the_context_and_prompt_tokens_come_from_the_server(llama_server):
+    """The summary's token budget: the slot's context from /props, prompts counted by /tokenize
+    (llama.cpp's body shape), not the UTF-8 byte estimate used where a server offers neither."""
+
+    async def go():
+        async with connect(EndpointSpec.of(llama_server, api="chat")) as ep:
+            return ep.max_total_tokens, await ep.count_tokens("word " * 50), await ep.count_tokens("word " * 100)
+
+    limit, (n50, how), (n100, _) = asyncio.run(go())
+    assert limit == 2048  # -c 2048 × slots over -np slots: one slot's context
+    assert how == "server"
+    assert 45 <= n100 - n50 <= 55 and n50 < 100  # one token per "word ", not 5 bytes

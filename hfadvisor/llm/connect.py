@@ -90,7 +90,7 @@ class Endpoint:
     max_total_tokens: int | None = None
     max_input_tokens: int | None = None
     structured: str = "auto"  # auto | on | off (see LLMClient)
-    _tokenize: str | None = field(default="unknown", repr=False)  # "tgi" | "openai" | None (not offered)
+    _tokenize: str | None = field(default="unknown", repr=False)  # "tgi" | "vllm" | "llamacpp" | None (not offered)
     _token: str | None = field(default=None, repr=False)
 
     @property
@@ -115,12 +115,14 @@ class Endpoint:
 
     async def _server_count(self, text: str) -> int | None:
         base = _base(self.client.endpoint_urls[0])
-        bodies: list[tuple[str, dict[str, Any]]] = []
-        if self._tokenize in ("unknown", "tgi") and self.kind == "tgi":
-            bodies.append(("tgi", {"inputs": text}))
-        if self._tokenize in ("unknown", "openai"):
-            bodies.append(("openai", {"model": self.model, "prompt": text, "add_special_tokens": True}))
-            bodies.append(("llamacpp", {"content": text, "add_special": True}))
+        shapes = {
+            "tgi": {"inputs": text},
+            "vllm": {"model": self.model, "prompt": text, "add_special_tokens": True},
+            "llamacpp": {"content": text, "add_special": True},
+        }
+        tried = ["tgi"] if self.kind == "tgi" else []
+        tried = [self._tokenize] if self._tokenize in shapes else [*tried, "vllm", "llamacpp"]
+        bodies = [(flavor, shapes[flavor]) for flavor in tried]
         async with httpx2.AsyncClient(timeout=min(self.client.timeout, 30.0), headers=_auth(self._token)) as http:
             for flavor, body in bodies:
                 try:
@@ -130,9 +132,9 @@ class Endpoint:
                     data = resp.json() if resp.status_code == 200 else None
                 except (httpx2.HTTPError, ValueError):
                     data = None
-                n = _token_count(data)
-                if n is not None:
-                    self._tokenize = "openai" if flavor == "llamacpp" else flavor
+                n = _token_count(data, flavor)
+                if n is not None and (n > 0 or not text):
+                    self._tokenize = flavor
                     return n
         self._tokenize = None  # not offered: estimate from now on
         return None
@@ -268,14 +270,15 @@ def _http_hint(name: str, status: int) -> str:
     return f"endpoint {name} answered HTTP {status} to /info and /v1/models: check the URL"
 
 
-def _token_count(data: Any) -> int | None:
-    if isinstance(data, list):  # TGI: one entry per token
+def _token_count(data: Any, flavor: str) -> int | None:
+    """The count in a /tokenize answer of the shape asked for. llama.cpp answers vLLM's body (no
+    `content`) with `{"tokens": []}`: read as a count, every prompt would weigh 0 tokens."""
+    if flavor == "tgi" and isinstance(data, list):  # one entry per token
         return len(data)
-    if isinstance(data, dict):
-        if isinstance(data.get("count"), int):  # vLLM
-            return int(data["count"])
-        if isinstance(data.get("tokens"), list):  # llama.cpp
-            return len(data["tokens"])
+    if flavor == "vllm" and isinstance(data, dict) and isinstance(data.get("count"), int):
+        return int(data["count"])
+    if flavor == "llamacpp" and isinstance(data, dict) and isinstance(data.get("tokens"), list):
+        return len(data["tokens"])
     return None
 
 
