@@ -241,7 +241,7 @@ class Runner:
                 )
                 if parsed.ok and parsed.value:  # a rejected answer counts as no answer: try again
                     candidate = parsed.value
-                    if normalize(candidate) not in seen:
+                    if normalize(candidate) not in seen and not weakness.same_category(candidate, found):
                         seen.add(normalize(candidate))
                         found.append(candidate)
             if len(found) == self.config.lanes:

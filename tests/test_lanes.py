@@ -34,12 +34,17 @@ BATCH = 2
 
 
 class DuplicateOnce(Oracle):
-    """Round 1's second weakness call answers the first call's weakness (a duplicate to re-ask)."""
+    """Round 1's second weakness call answers the first call's weakness (a duplicate to re-ask), as
+    is or reworded with the same content words and one more ("Arson stalking schemes")."""
+
+    def __init__(self, style: str, extra: str = "") -> None:
+        super().__init__(style)
+        self.extra = extra
 
     def __call__(self, req: GenerationRequest) -> str:
         if stage_of(req.prompt) == "weakness" and req.seed == call_seed(0, "weakness", 1, 2):
             self.log.append(("weakness", req.seed))
-            return f" {name_for(call_seed(0, 'weakness', 1, 1))}\n"
+            return f" {name_for(call_seed(0, 'weakness', 1, 1))}{self.extra}\n"
         return super().__call__(req)
 
 
@@ -51,8 +56,9 @@ def by_stage(requests: list[GenerationRequest]) -> dict[str, list[GenerationRequ
 
 
 @pytest.mark.parametrize("style", ["completion", "instruct"])
-def test_three_lanes_ask_three_weaknesses_generate_three_batches_and_summarize_once(tmp_path, style):
-    oracle = DuplicateOnce(style)
+@pytest.mark.parametrize("extra", ["", " schemes"])
+def test_three_lanes_ask_three_weaknesses_generate_three_batches_and_summarize_once(tmp_path, style, extra):
+    oracle = DuplicateOnce(style, extra)
     with running_tgi(ScriptedBackend(oracle)) as server:
         store = hfadvisor.run(
             tmp_path / "run",

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hfadvisor.presets import Preset
+from hfadvisor.stages.summarize import covers
 from hfadvisor.stages.text import Parsed, extract, load_json, reject, strip_emphasis, strip_quotes
 
 MAX_WORDS = 12
@@ -105,3 +106,10 @@ def parse_json(text: str, preset: Preset) -> Parsed[str]:
     if loaded.value is None:
         return Parsed(reason=loaded.reason, detail=loaded.detail)
     return parse(loaded.value.category, preset)
+
+
+def same_category(candidate: str, found: list[str]) -> bool:
+    """Does `candidate` name what a lane of this round already aims at? ("Financial fraud" and
+    "Financial fraud schemes": every content word of one is in the other.) Without it, two lanes
+    proposed from the same summary could spend a round on one category (--lanes; K = 1 never asks)."""
+    return any(covers(f, candidate) or covers(candidate, f) for f in found)
