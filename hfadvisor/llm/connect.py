@@ -120,8 +120,10 @@ class Endpoint:
             "vllm": {"model": self.model, "prompt": text, "add_special_tokens": True},
             "llamacpp": {"content": text, "add_special": True},
         }
-        tried = ["tgi"] if self.kind == "tgi" else []
-        tried = [self._tokenize] if self._tokenize in shapes else [*tried, "vllm", "llamacpp"]
+        if self._tokenize in shapes:  # the shape that answered before
+            tried = [self._tokenize]
+        else:
+            tried = [*(["tgi"] if self.kind == "tgi" else []), "vllm", "llamacpp"]
         bodies = [(flavor, shapes[flavor]) for flavor in tried]
         async with httpx2.AsyncClient(timeout=min(self.client.timeout, 30.0), headers=_auth(self._token)) as http:
             for flavor, body in bodies:
