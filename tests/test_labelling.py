@@ -271,6 +271,28 @@ def test_label_every_pushes_and_pulls_during_the_run(
     assert_no_secret(argilla_server.owner_key, run_dir=out)
 
 
+def test_a_lanes_run_queues_every_row_under_its_own_lane_s_weakness(
+    tmp_path: Path, scripted_tgi, script: Script, argilla_server: ArgillaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--lanes 2 with --label-every 1: every row reaches the queue, labelled as generated for its lane's weakness."""
+    for k, v in env(argilla_server).items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "run"
+    dataset = name("lanes")
+    store = make_run(
+        out, scripted_tgi.url, rounds=2, lanes=2, label_every=1, argilla_dataset=dataset, argilla_workspace=WS
+    )
+    client = rg.Argilla(api_url=argilla_server.url, api_key=argilla_server.owner_key)
+    by_id = records_by_id(client, dataset)
+    rows = store.table().to_pylist()
+    assert sorted(by_id) == sorted(r["id"] for r in rows)
+    for rnd in (1, 2):
+        mine = [r for r in rows if r["round"] == rnd]
+        assert {r["lane"] for r in mine} == {0, 1}
+        assert {r["weakness"] for r in mine} == set(store.revision(rnd).weaknesses)
+        assert all(by_id[r["id"]].metadata["weakness"] == r["weakness"] for r in mine)
+
+
 def test_queue_failure_mid_run_warns_and_the_run_goes_on(
     tmp_path: Path,
     scripted_tgi,
