@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hfadvisor.errors import ConfigError
 
 Mode = Literal["advisor", "baseline"]
-Api = Literal["tgi", "chat"]
+Api = Literal["tgi", "chat", "completions"]
 PromptStyle = Literal["completion", "instruct", "paper"]
 STAGES = ("weakness", "generate", "summarize", "selfinstruct")
 
@@ -108,10 +108,15 @@ class RunConfig(_Strict):
     # --- operational (not hashed) ---
     rounds: int = Field(3, ge=1, le=10_000_000, description="total generated rounds (round 0 holds the seeds)")
     endpoints: list[str] = Field(default_factory=list, description="TGI/OpenAI-compatible base URLs; empty = embedded")
-    api: Api = Field("tgi", description="tgi (native /generate API) or chat (/v1/chat/completions)")
+    api: Api = Field(
+        "tgi",
+        description="tgi (native /generate API), chat (/v1/chat/completions) or completions (/v1/completions: "
+        "raw text, as /generate; vLLM, llama.cpp)",
+    )
     model: str | None = Field(None, description="model name sent to chat endpoints / recorded in rows")
     chat_template: str | None = Field(
-        None, description="tgi api only: render prompts with this Jinja chat template file ('server' = from /info)"
+        None,
+        description="tgi and completions apis: render prompts with this Jinja chat template file ('server' = from /info)",
     )
     card_template: str | None = Field(None, description="Jinja dataset-card template file (default: built-in)")
     concurrency: int = Field(
@@ -180,6 +185,8 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_mode(self) -> RunConfig:
+        if self.api == "completions" and self.structured == "on":
+            raise ValueError("structured on needs --api chat or tgi: the completions API is sent text prompts only")
         if self.mode == "advisor" and self.pipeline_depth != 1:
             raise ValueError(
                 "pipeline_depth applies to the baseline only: each advisor round needs the previous summary"

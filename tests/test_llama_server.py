@@ -13,6 +13,7 @@ import json
 import requests
 from huggingface_hub import AsyncInferenceClient
 
+from hfadvisor.config import Sampling
 from hfadvisor.llm import EndpointSpec, connect
 from hfadvisor.rundir.store import RunStore
 from hfadvisor.stages import generate
@@ -130,3 +131,37 @@ def test_the_context_and_prompt_tokens_come_from_the_server(llama_server):
     assert limit == 2048  # -c 2048 × slots over -np slots: one slot's context
     assert how == "server"
     assert 45 <= n100 - n50 <= 55 and n50 < 100  # one token per "word ", not 5 bytes
+
+
+def test_the_completions_api_sends_a_prompt_as_written(llama_server):
+    """`--api completions` posts raw text to /v1/completions (the paper style's prompts on a server
+    without /generate): the prompt tokens llama.cpp reports are those of the text alone, no chat
+    template around it."""
+    prompt = "Summary of harm categories:\nFinancial fraud\nCyberbullying\n---\nOne more harm category:"
+
+    async def go():
+        async with connect(EndpointSpec.of(llama_server, api="completions")) as ep:
+            out = await ep.client.complete(
+                prompt, Sampling(temperature=0.0, max_new_tokens=8), stage="weakness", seed=1, stop=["\n"]
+            )
+            return out, await ep.count_tokens(prompt)
+
+    out, (tokens, how) = asyncio.run(go())
+    assert how == "server" and out.prompt_tokens == tokens  # the chat template would add its own tokens
+    assert 0 < out.completion_tokens <= 8 and "\n" not in out.text and not out.structured
+
+
+def test_a_paper_style_run_through_the_completions_api(llama_server, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "-o", str(out), "-e", llama_server, "--api", "completions", "--prompt-style", "paper"]
+    proc = cli(*args, "--rounds", "2", "--batch-size", "3", "--sampling.generate.max-new-tokens", "64",
+               "--sampling.summarize.max-new-tokens", "128")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    revs = list(RunStore.open(out).revisions())
+    assert [r.round for r in revs] == [0, 1, 2] and all(r.api == "completions" and r.model == ALIAS for r in revs[1:])
+    for rev in revs[1:]:  # every call of every stage on the text path, answered with usage
+        stages = rev.ledger.by_stage
+        assert {"weakness", "generate", "summarize"} <= set(stages), stages
+        assert all(c.requests and c.structured == 0 for c in stages.values()), stages
+    refused = cli("run", "-o", str(tmp_path / "on"), "-e", llama_server, "--api", "completions", "--structured", "on")
+    assert refused.returncode == 2 and "structured on needs --api chat or tgi" in refused.stderr

@@ -27,6 +27,7 @@ from hfadvisor.config import RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, EndpointError, scrub
 from hfadvisor.ledger import Ledger
 from hfadvisor.llm.limit import AdaptiveLimit
+from hfadvisor.llm.pools import Pools
 from hfadvisor.llm.retry import (
     RETRYABLE_STATUS,
     TransientError,
@@ -72,18 +73,6 @@ class _Call:
     schema: dict[str, Any] | None  # the stage's schema; whether it is sent is decided per endpoint
 
 
-POOL_SIZE = 8
-
-
-class _Pool:
-    def __init__(self, http: httpx2.AsyncClient) -> None:
-        self.http = http
-        self.busy = 0
-
-    def load(self) -> int:
-        return self.busy
-
-
 class _Endpoint:
     def __init__(self, url: str, client: AsyncInferenceClient) -> None:
         self.url = url
@@ -93,7 +82,7 @@ class _Endpoint:
         self.benched_until = 0.0
         self.support: dict[str, bool] = {}  # stage → does this endpoint honour the stage's schema
         self.probes: dict[str, asyncio.Lock] = {}  # one call per stage finds out; the others wait for it
-        self.pools: list[_Pool] = []  # direct posts (see LLMClient._post)
+        self.pools: Pools | None = None  # direct posts (see LLMClient._post)
 
 
 class LLMClient:
@@ -132,7 +121,7 @@ class LLMClient:
 
     def _base(self, url: str) -> str:
         url = url.rstrip("/")
-        if self.api == "chat" and url.endswith("/v1"):
+        if self.api in ("chat", "completions") and url.endswith("/v1"):
             url = url[: -len("/v1")]
         return url
 
@@ -162,8 +151,8 @@ class LLMClient:
     async def aclose(self) -> None:
         for ep in self._endpoints:
             await ep.client.close()
-            for pool in ep.pools:
-                await pool.http.aclose()
+            if ep.pools is not None:
+                await ep.pools.aclose()
 
     # ------------------------------------------------------------------ calls
     def _pick(self) -> _Endpoint:
@@ -237,7 +226,8 @@ class LLMClient:
                 probe.release()
                 probe = None
         try:
-            honoured = self.structured != "off" and ep.support.get(stage, True)
+            # the completions API is text only (see `_completions`): the stage's schema is never sent
+            honoured = self.structured != "off" and self.api != "completions" and ep.support.get(stage, True)
             return await self._send(ep, call, attempt, ledgers, call.schema if honoured else None)
         finally:
             if probe is not None:
@@ -261,6 +251,8 @@ class LLMClient:
                     try:
                         if self.api == "chat":
                             answer = await self._chat(ep, prompt, sampling, sent, top_p, seed, greedy, schema)
+                        elif self.api == "completions":
+                            answer = await self._completions(ep, prompt, sampling, sent, top_p, seed, greedy)
                         else:
                             answer = await self._tgi(ep, prompt, sampling, sent, top_p, seed, greedy, schema)
                         break
@@ -322,12 +314,7 @@ class LLMClient:
         self, ep: _Endpoint, prompt: str | list[Message], s: Sampling, stops: list[str], top_p: float | None,
         seed: int | None, greedy: bool, schema: dict[str, Any] | None = None,
     ) -> tuple[str, int | None, int, str | None]:  # fmt: skip
-        if self.chat_template is not None:
-            prompt = self.chat_template.render(prompt)
-        elif not isinstance(prompt, str):
-            raise ConfigError(
-                "a conversation needs a chat template with the tgi api: pass --chat-template, or use --api chat"
-            )
+        prompt = self._render(prompt)
         params: dict[str, Any] = {"details": True, "do_sample": not greedy, "max_new_tokens": s.max_new_tokens}
         for key, value in (
             ("temperature", None if greedy else s.temperature),
@@ -356,6 +343,53 @@ class LLMClient:
         prefill = details.get("prefill")
         ptok = int(header) if header and header.isdigit() else (len(prefill) if prefill else None)
         return _strip_stops(text, stops), ptok, ctok, finish
+
+    def _render(self, prompt: str | list[Message]) -> str:
+        """The text a raw-text API (tgi, completions) is sent: the prompt, through the chat template if any."""
+        if self.chat_template is not None:
+            return self.chat_template.render(prompt)
+        if not isinstance(prompt, str):
+            raise ConfigError(
+                f"a conversation needs a chat template with the {self.api} api: pass --chat-template, or use --api chat"
+            )
+        return prompt
+
+    async def _completions(
+        self, ep: _Endpoint, prompt: str | list[Message], s: Sampling, stops: list[str], top_p: float | None,
+        seed: int | None, greedy: bool,
+    ) -> tuple[str, int | None, int, str | None]:  # fmt: skip
+        """OpenAI's raw-text API (`/v1/completions` of vLLM, llama.cpp, TGI): the prompt goes as written,
+        as to TGI's /generate, so the `paper` style's raw prompts reach servers without /generate. No
+        schema: the servers' constrained-decoding fields for it differ (guided_json, json_schema)."""
+        body = {
+            "model": self.model or "tgi",
+            "prompt": self._render(prompt),
+            "max_tokens": s.max_new_tokens,
+            "temperature": 0.0 if greedy else s.temperature,
+            "top_p": top_p,
+            "seed": seed,
+            "stop": stops or None,
+            "stream": False,
+        }
+        resp = await self._post(
+            ep, f"{self._base(ep.url)}/v1/completions", {k: v for k, v in body.items() if v is not None}
+        )
+        hf_raise_for_status(resp)
+        out = resp.json()
+        choices = out.get("choices") if isinstance(out, dict) else None
+        first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+        if not isinstance(first.get("text"), str):
+            raise ValueError("answer has no choices[0].text")
+        usage = out.get("usage") if isinstance(out.get("usage"), dict) else {}
+        ptok = usage.get("prompt_tokens")
+        ctok = usage.get("completion_tokens")
+        finish = first.get("finish_reason")
+        return (
+            _strip_stops(first["text"], stops),
+            ptok if isinstance(ptok, int) else None,
+            ctok if isinstance(ctok, int) else 0,
+            finish if isinstance(finish, str) else None,
+        )
 
     async def _chat(
         self, ep: _Endpoint, prompt: str | list[Message], s: Sampling, stops: list[str], top_p: float | None,
@@ -396,28 +430,10 @@ class LLMClient:
         return ChatCompletionOutput.parse_obj_as_instance(resp.json())
 
     async def _post(self, ep: _Endpoint, url: str, payload: dict[str, Any]) -> httpx2.Response:
-        """POST on the least busy of the endpoint's connection pools.
-
-        As many kept-alive connections as calls in flight (httpx keeps 20 by default, so at a higher
-        concurrency every answer closed a connection and the next call opened one), split into pools
-        of `POOL_SIZE`: httpcore scans every connection of a pool twice per request, which made the
-        pool the client's largest CPU cost at 64 calls in flight.
-        """
-        if not ep.pools:
-            headers = {"authorization": f"Bearer {self._token}"} if self._token else {}
-            n = self._limit.ceiling
-            size = min(n, POOL_SIZE)
-            limits = httpx2.Limits(max_connections=size, max_keepalive_connections=size)
-            ep.pools = [
-                _Pool(httpx2.AsyncClient(timeout=self.timeout, headers=headers, limits=limits))
-                for _ in range(-(-n // size))
-            ]
-        pool = min(ep.pools, key=_Pool.load)
-        pool.busy += 1
-        try:
-            return await pool.http.post(url, json=payload)
-        finally:
-            pool.busy -= 1
+        """POST on the endpoint's kept-alive connections (`hfadvisor.llm.pools`)."""
+        if ep.pools is None:
+            ep.pools = Pools(self._limit.ceiling, self.timeout, self._token)
+        return await ep.pools.post(url, payload)
 
     def _response_format(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         """The chat API's schema field in the endpoint's dialect."""

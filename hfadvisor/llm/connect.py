@@ -161,12 +161,13 @@ async def connect(spec: EndpointSpec) -> AsyncIterator[Endpoint]:
         kind, info, models = await _discover(client, spec.token)
         if kind == "openai" and spec.api == "tgi":
             raise ConfigError(
-                f"{client.endpoint_names[0]} is an OpenAI-compatible server (no TGI /info): use --api chat"
+                f"{client.endpoint_names[0]} is an OpenAI-compatible server (no TGI /info): use --api chat "
+                "(or --api completions for raw text prompts)"
             )
         name = await _resolve_model(client, kind, info, models, spec.model)
         client.model = name
         client.response_format = "tgi" if kind == "tgi" else "openai"
-        if spec.chat_template and spec.api == "tgi":
+        if spec.chat_template and spec.api in ("tgi", "completions"):
             client.chat_template = load_chat_template(spec.chat_template, info)
         ep = Endpoint(
             client=client,
