@@ -253,19 +253,24 @@ def test_labels_change_the_next_weakness_prompt(
     assert "Election disinformation" in card2 and "### Human labels (Argilla)" in card2
 
 
+def queued_run(
+    tmp_path: Path, url: str, server: ArgillaServer, monkeypatch: pytest.MonkeyPatch, rounds: int, **kw: Any
+) -> tuple[Path, RunStore, dict[str, rg.Record]]:
+    """A run that queues its rows in Argilla as it goes (server and key from the environment), and the queue."""
+    for k, v in env(server).items():
+        monkeypatch.setenv(k, v)
+    out, dataset = tmp_path / "run", name("queue")
+    store = make_run(out, url, rounds=rounds, argilla_dataset=dataset, argilla_workspace=WS, **kw)
+    return out, store, records_by_id(rg.Argilla(api_url=server.url, api_key=server.owner_key), dataset)
+
+
 def test_label_every_pushes_and_pulls_during_the_run(
     tmp_path: Path, scripted_tgi, script: Script, argilla_server: ArgillaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`--label-every 2` over 3 rounds: pushes after rounds 2 and 3 (the last), pulls each time with --use-labels."""
-    for k, v in env(argilla_server).items():
-        monkeypatch.setenv(k, v)
-    out = tmp_path / "run"
-    dataset = name("queue")
-    store = make_run(
-        out, scripted_tgi.url, rounds=3, label_every=2, argilla_dataset=dataset, argilla_workspace=WS, use_labels=True
+    out, store, by_id = queued_run(
+        tmp_path, scripted_tgi.url, argilla_server, monkeypatch, 3, label_every=2, use_labels=True
     )
-    client = rg.Argilla(api_url=argilla_server.url, api_key=argilla_server.owner_key)
-    by_id = records_by_id(client, dataset)
     assert sorted(by_id) == sorted(store.table().column("id").to_pylist())
     assert latest(out) is None and not (out / "labels").exists()  # pulled twice, nothing labelled yet: nothing written
     assert_no_secret(argilla_server.owner_key, run_dir=out)
@@ -275,15 +280,7 @@ def test_a_lanes_run_queues_every_row_under_its_own_lane_s_weakness(
     tmp_path: Path, scripted_tgi, script: Script, argilla_server: ArgillaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--lanes 2 with --label-every 1: every row reaches the queue, labelled as generated for its lane's weakness."""
-    for k, v in env(argilla_server).items():
-        monkeypatch.setenv(k, v)
-    out = tmp_path / "run"
-    dataset = name("lanes")
-    store = make_run(
-        out, scripted_tgi.url, rounds=2, lanes=2, label_every=1, argilla_dataset=dataset, argilla_workspace=WS
-    )
-    client = rg.Argilla(api_url=argilla_server.url, api_key=argilla_server.owner_key)
-    by_id = records_by_id(client, dataset)
+    _, store, by_id = queued_run(tmp_path, scripted_tgi.url, argilla_server, monkeypatch, 2, lanes=2, label_every=1)
     rows = store.table().to_pylist()
     assert sorted(by_id) == sorted(r["id"] for r in rows)
     for rnd in (1, 2):
