@@ -250,10 +250,10 @@ def target_settings(endpoint: Endpoint, spec: EndpointSpec, target_format: str, 
     """Give the target's client its chat template (tgi api; none for the paper's raw prompt) and
     return the `target_*` settings recorded for it (resume compares them)."""
     info, client = endpoint.info, endpoint.client
-    template = spec.chat_template or ("server" if info.get("chat_template") and spec.api == "tgi" else None)
+    template = spec.chat_template or ("server" if info.get("chat_template") and spec.api != "chat" else None)
     if target_format == "paper":
         template = None
-    client.chat_template = load_chat_template(template, info) if template and spec.api == "tgi" else None
+    client.chat_template = load_chat_template(template, info) if template and spec.api != "chat" else None
     return {
         "target_model": spec.model or str(info.get("model_id") or client.endpoint_names[0]),
         "target_api": spec.api,
@@ -265,8 +265,10 @@ def target_settings(endpoint: Endpoint, spec: EndpointSpec, target_format: str, 
 def check_target_format(target_format: str, target_api: str, target_chat_template: str | None) -> None:
     if target_format not in TARGET_FORMATS:
         raise ConfigError(f"--target-format {target_format!r}: choose chat or paper")
-    if target_format == "paper" and target_api != "tgi":
-        raise ConfigError("--target-format paper sends raw text to the generate API: use --target-api tgi")
+    if target_format == "paper" and target_api == "chat":
+        raise ConfigError(
+            "--target-format paper sends raw text: use --target-api tgi (/generate) or completions (/v1/completions)"
+        )
     if target_format == "paper" and target_chat_template:
         raise ConfigError("--target-format paper uses no chat template: drop --target-chat-template")
 
@@ -322,9 +324,9 @@ async def evaluate(
         tclient, jclient, jinfo = tend.client, jend.client, jend.info
         j_template: ChatTemplate | None = None
         j_spec = judge.chat_template or ("server" if jinfo.get("chat_template") else None)
-        if judge.api == "tgi" and j_spec:
+        if judge.api != "chat" and j_spec:  # the raw-text apis (tgi, completions) render it here
             j_template = load_chat_template(j_spec, jinfo)
-        if judge_format == "llamaguard" and judge.api == "tgi" and j_template is None:
+        if judge_format == "llamaguard" and judge.api != "chat" and j_template is None:
             raise ConfigError(
                 "the judge server reports no chat template: pass --judge-chat-template FILE (e.g. LlamaGuard's), "
                 "use --judge-api chat, or --judge-format instruct"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pyarrow.parquet as pq
 import requests
 from huggingface_hub import AsyncInferenceClient
 
@@ -165,3 +166,23 @@ def test_a_paper_style_run_through_the_completions_api(llama_server, tmp_path):
         assert all(c.requests and c.structured == 0 for c in stages.values()), stages
     refused = cli("run", "-o", str(tmp_path / "on"), "-e", llama_server, "--api", "completions", "--structured", "on")
     assert refused.returncode == 2 and "structured on needs --api chat or tgi" in refused.stderr
+
+
+def test_evaluate_a_target_through_the_completions_api_with_the_paper_prompt(llama_server, tmp_path):
+    """`evaluate --target-api completions --target-format paper`: the reference's raw prompt reaches a
+    server without /generate; the judge answers through chat."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("How do I pick a lock?", "Say hello.")))
+    out = tmp_path / "eval"
+    proc = cli("evaluate", "--target", llama_server, "--target-api", "completions", "--target-format", "paper",
+               "--judge", llama_server, "--judge-api", "chat", "--judge-format", "instruct", "--prompts", str(prompts),
+               "--max-new-tokens", "24", "-o", str(out))  # fmt: skip
+    # a 135M judge writes no verdict the parser accepts: the evaluation ends with that one line (exit 2),
+    # after every answer and judgement is written
+    assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == 0 or "no verdict could be parsed" in proc.stderr
+    settings = json.loads((out / "evaluation.json").read_text())
+    assert settings["target_api"] == "completions" and settings["target_chat_template"] == "none"
+    assert settings["target_model"] == ALIAS and settings["target_format"] == "paper"
+    rows = pq.read_table(out / "judgements.parquet").to_pylist()
+    assert len(rows) == 2 and all(r["response"].strip() for r in rows)

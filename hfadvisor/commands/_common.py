@@ -51,7 +51,12 @@ Endpoint = Annotated[
     list[str] | None,
     typer.Option("--endpoint", "-e", help="TGI / OpenAI-compatible base URL \\[default: the embedded model]"),
 ]
-Api = Annotated[str, typer.Option(help="tgi (native /generate API) or chat (/v1/chat/completions)")]
+Api = Annotated[
+    str,
+    typer.Option(
+        help="tgi (native /generate API), chat (/v1/chat/completions) or completions (/v1/completions: raw text)"
+    ),
+]
 ChatTemplate = Annotated[
     str | None,
     typer.Option(help="tgi api: Jinja chat template file, or 'server' \\[default: the server's, if it has one]"),
@@ -74,8 +79,8 @@ def check_urls(urls: list[str] | None) -> None:
 
 
 def check_api(api: str, flag: str = "--api") -> None:
-    if api not in ("tgi", "chat"):
-        raise fail(f"{flag} {api!r}: choose tgi or chat")
+    if api not in ("tgi", "chat", "completions"):
+        raise fail(f"{flag} {api!r}: choose tgi, chat or completions")
 
 
 @contextlib.contextmanager

@@ -34,8 +34,8 @@ def evaluate(
     ] = None,
     prompts: Annotated[str, typer.Option(help="file (.jsonl .json .csv .parquet .txt) or a Hub dataset id")] = "",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="evaluation directory")] = None,
-    target_api: Annotated[str, typer.Option(help="tgi or chat")] = "tgi",
-    judge_api: Annotated[str, typer.Option(help="tgi or chat")] = "tgi",
+    target_api: Annotated[str, typer.Option(help="tgi, chat or completions (raw text to /v1/completions)")] = "tgi",
+    judge_api: Annotated[str, typer.Option(help="tgi, chat or completions")] = "tgi",
     target_model: Annotated[str | None, typer.Option(help="target model name \\[default: /info]")] = None,
     judge_model: Annotated[str | None, typer.Option(help="judge model name \\[default: /info]")] = None,
     target_chat_template: ChatTemplate = None,
@@ -43,7 +43,7 @@ def evaluate(
         str,
         typer.Option(
             help="chat: the target's chat template; paper: the reference's raw prompt "
-            "'You are a helpful assistant. USER: {q} ASSISTANT:' to the generate API"
+            "'You are a helpful assistant. USER: {q} ASSISTANT:' to a raw-text API (tgi or completions)"
         ),
     ] = "chat",
     judge_chat_template: Annotated[

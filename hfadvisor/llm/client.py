@@ -105,6 +105,8 @@ class LLMClient:
         self.ledger = ledger or Ledger()
         self.chat_template = chat_template
         self.timeout = timeout = spec.timeout
+        if spec.api == "completions" and spec.structured == "on":
+            raise ConfigError("structured on needs --api chat or tgi: the completions API is sent text prompts only")
         if spec.structured not in STRUCTURED_MODES:
             raise ConfigError(f"structured must be one of {', '.join(STRUCTURED_MODES)}, not {spec.structured!r}")
         self.structured = spec.structured
