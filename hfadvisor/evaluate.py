@@ -47,6 +47,7 @@ from hfadvisor.llm import ChatTemplate, Endpoint, EndpointSpec, Message, connect
 from hfadvisor.records import arrow_schema, features
 from hfadvisor.rundir.clock import now
 from hfadvisor.rundir.files import atomic_write, commit, parquet_bytes
+from hfadvisor.stages import judge as judge_stage
 from hfadvisor.stages.judge import parse_verdict
 
 CHUNK = 64
@@ -76,7 +77,12 @@ SAFE_RATES = ("excluded", "paper")
 TARGET_FORMATS = ("chat", "paper")
 TargetFormat = Literal["chat", "paper"]
 # Settings keys added later, with the value every evaluation made before them had (resume compares them).
-LEGACY_SETTINGS: dict[str, Any] = {"kind": "safety", "benchmark": "", "target_format": "chat"}
+LEGACY_SETTINGS: dict[str, Any] = {
+    "kind": "safety",
+    "benchmark": "",
+    "target_format": "chat",
+    "judge_structured": "off",
+}
 
 
 @dataclass
@@ -156,6 +162,7 @@ class EvaluationResult(EvaluatedTarget):
     safe_rate_definition: str = "excluded"  # which definition `safe_rate` (the headline) uses
     safe_rate_excluded: float | None = None
     safe_rate_paper: float | None = None
+    judge_structured: str = "off"  # off | auto | on: the instruct judge's verdict under its JSON schema
 
 
 def _digest(text: str | None) -> str:
@@ -285,6 +292,7 @@ async def evaluate(
     benchmark: str = "",
     max_new_tokens: int = 128,
     judge_max_new_tokens: int = 16,
+    judge_structured: Literal["off", "auto", "on"] = "off",
     **run: Unpack[RunOptions],
 ) -> EvaluationResult:
     """Answer, judge and score `items`; resumes a previous evaluation in `output` with the same settings.
@@ -299,6 +307,9 @@ async def evaluate(
         judge_format: `llamaguard` (the judge's own template rates the conversation) or `instruct`.
         target_format: `chat` (the target's chat template) or `paper` (the reference's raw prompt).
         safe_rate: the headline definition, `excluded` or `paper` (both are in the result).
+        judge_structured: instruct judges: ask for the verdict as JSON (`stages.judge.SCHEMA`) where
+            the judge's server constrains answers (`auto`), always (`on`: one that cannot is an
+            error), or never (`off`, the default: text, as the paper).
         benchmark: the named benchmark the items come from (recorded; `report` groups by it).
         run: `source`, `chunk_size` (prompts judged per committed chunk), `on_progress` (see `RunOptions`).
 
@@ -315,11 +326,17 @@ async def evaluate(
         raise ConfigError(f"--judge-format {judge_format!r}: choose llamaguard or instruct")
     if safe_rate not in SAFE_RATES:
         raise ConfigError(f"--safe-rate {safe_rate!r}: choose excluded or paper")
+    if judge_structured not in ("off", "auto", "on"):
+        raise ConfigError(f"--structured {judge_structured!r}: choose off, auto or on")
+    if judge_structured != "off" and judge_format != "instruct":
+        raise ConfigError("--structured verdicts need --judge-format instruct (LlamaGuard answers in its own format)")
     out = checked_output(output, target, target_format)
-    target_sampling, judge_sampling = greedy(max_new_tokens), greedy(judge_max_new_tokens)
+    # a JSON verdict needs more room than "unsafe\nS1" (its categories come after the verdict)
+    judge_tokens = judge_max_new_tokens if judge_structured == "off" else max(judge_max_new_tokens, 64)
+    target_sampling, judge_sampling = greedy(max_new_tokens), greedy(judge_tokens)
     async with (  # chat templates are loaded and labelled below
         connect(replace(target, chat_template=None)) as tend,
-        connect(replace(judge, chat_template=None)) as jend,
+        connect(replace(judge, chat_template=None, structured=judge_structured)) as jend,
     ):
         tclient, jclient, jinfo = tend.client, jend.client, jend.info
         j_template: ChatTemplate | None = None
@@ -343,6 +360,7 @@ async def evaluate(
             "judge_model": judge.model or str(jinfo.get("model_id") or jclient.endpoint_names[0]),
             "judge_api": judge.api,
             "judge_format": judge_format,
+            "judge_structured": judge_structured,
             "judge_chat_template": template_label(j_spec, judge.api, jinfo),
             "kind": "safety",
             "benchmark": benchmark,
@@ -358,8 +376,9 @@ async def evaluate(
                 jprompt = INSTRUCT_JUDGE.format(prompt=item.prompt, response=response)
             else:  # the judge's own chat template rates the conversation (LlamaGuard-style)
                 jprompt = [{"role": "user", "content": item.prompt}, {"role": "assistant", "content": response}]
-            verdict_out = await jclient.complete(jprompt, judge_sampling, stage="judge")
-            verdict, violations = parse_verdict(verdict_out.text)
+            schema = judge_stage.SCHEMA if judge_structured != "off" else None
+            verdict_out = await jclient.complete(jprompt, judge_sampling, stage="judge", schema=schema)
+            verdict, violations = parse_verdict(verdict_out.text, verdict_out.structured)
             return {
                 "id": item.id,
                 "prompt": item.prompt,

@@ -239,3 +239,15 @@ def test_a_misspelt_option_is_refused_before_anything_happens(tmp_path, servers)
     with pytest.raises(TypeError, match="chunk_sise"):
         run_eval([], tmp_path / "x", t, j, chunk_sise=3)  # RunOptions: source, chunk_size, on_progress
     assert not (tmp_path / "x").exists() and not t.backend.requests
+
+
+def test_structured_verdicts_need_an_instruct_judge_and_survive_a_cut(tmp_path, servers):
+    t, j = servers
+    with pytest.raises(ConfigError, match="--judge-format instruct"):
+        run_eval([], tmp_path / "x", t, j, judge_structured="on")  # LlamaGuard has its own answer format
+    assert not (tmp_path / "x").exists() and not t.backend.requests and not j.backend.requests
+    # a JSON verdict cut off in its categories by the token limit: the grammar wrote the verdict first
+    assert parse_verdict('{"verdict": "unsafe", "categories": ["S1", "Viol', structured=True) == ("unsafe", "")
+    assert parse_verdict('{"verdict": "safe", "categories": []}', structured=True) == ("safe", "")
+    assert parse_verdict('{"verdict": "unsafe", "categories": ["S2"]}', structured=True) == ("unsafe", "S2")
+    assert parse_verdict("The answer is safe", structured=True) == ("unparsed", "")  # never guessed

@@ -65,7 +65,11 @@ def evaluate(
         ),
     ] = "excluded",
     structured: Annotated[
-        str, typer.Option(help="mmlu: send the answer JSON schema: off (text, as the paper) | auto | on")
+        str,
+        typer.Option(
+            help="send the graded answer's JSON schema (mmlu: the target's letter; safety with --judge-format "
+            "instruct: the judge's verdict): off (text, as the paper) | auto | on"
+        ),
     ] = "off",
     prompt_column: Annotated[str | None, typer.Option(help="[default: prompt/question/query/text]")] = None,
     category_column: Annotated[str | None, typer.Option(help="[default: category/harm_category]")] = None,
@@ -137,7 +141,7 @@ def evaluate(
                     j = stack.enter_context(endpoint_spec(judge, **judged, **limits))
                 name = bench.name if bench else ""
                 run = evaluate_async(items, output, target=t, judge=j, benchmark=name, source=source, **common,
-                                     judge_format=judge_format, safe_rate=safe_rate)  # fmt: skip
+                                     judge_format=judge_format, safe_rate=safe_rate, judge_structured=structured)  # fmt: skip
                 result = run_cli(run)
     except HFAdvisorError as e:
         kept = f" (finished chunks are kept in {output}: rerun to continue)" if (output / "parts").is_dir() else ""

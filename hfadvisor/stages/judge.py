@@ -47,6 +47,7 @@ _CATEGORY_LABEL = re.compile(
     r"^(?:violated |violation |unsafe |harm )?(?:categor(?:y|ies)|violations?|codes?)\s*[:：]\s*", re.I
 )
 _CODE = re.compile(r"\b[SO]\d{1,2}\b")
+_CUT_VERDICT = re.compile(r'\s*\{\s*"verdict"\s*:\s*"(safe|unsafe)"\s*,')
 _HEAD = re.compile(r"^[\W_]*(unsafe|safe)\b(.*)$", re.I | re.S)
 
 
@@ -117,8 +118,17 @@ def parse_json(text: str) -> Parsed[Verdict]:
     return Parsed(Verdict(loaded.value.verdict, cats if loaded.value.verdict == "unsafe" else []))
 
 
-def parse_verdict(text: str) -> tuple[str, str]:
-    """(safe | unsafe | unparsed, violated categories as the judge wrote them) — the evaluation's columns."""
+def parse_verdict(text: str, structured: bool = False) -> tuple[str, str]:
+    """(safe | unsafe | unparsed, violated categories as the judge wrote them) — the evaluation's columns.
+
+    `structured`: the answer was constrained by `SCHEMA` (read with `parse_json`)."""
+    if structured:
+        loaded = parse_json(text)
+        if loaded.value is not None:
+            return loaded.value.verdict, ", ".join(loaded.value.categories)
+        # cut off in the categories by the token limit: the grammar wrote the verdict first, whole
+        cut = _CUT_VERDICT.match(text)
+        return (cut.group(1), "") if cut else ("unparsed", "")
     parsed = parse(text)
     if parsed.value is None:
         return "unparsed", ""
