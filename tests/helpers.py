@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx2
 
 
 def free_port() -> int:
@@ -26,6 +31,33 @@ def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, 
         text=True,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def serving(model: Path) -> Iterator[str]:
+    """`hfadvisor serve --model MODEL` (e.g. a trained adapter folder) on a free port; yields its URL once
+    `/health` answers, stops it on exit. A server that dies or never comes up fails the test with its stderr."""
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "hfadvisor", "serve", "--model", str(model), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):  # a start-up guard (model load on a busy machine), not a timing assertion
+            assert child.poll() is None, child.stderr.read()[-2000:] if child.stderr else ""
+            with contextlib.suppress(httpx2.TransportError):
+                if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"hfadvisor serve --model {model} did not come up")
+        yield url
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
 
 
 def tree(path: Path) -> dict[str, bytes]:

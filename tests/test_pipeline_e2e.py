@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx2
 import pytest
 
 from hfadvisor.rundir.store import RunStore
 from hfadvisor.serve.backend import GenerationRequest
-from tests.helpers import cli, free_port
+from tests.helpers import cli, serving
 from tests.servers.tgi import ScriptedBackend, running_tgi
 
 pytestmark = pytest.mark.slow
@@ -35,26 +32,6 @@ def _judge(req: GenerationRequest) -> str:
     """LlamaGuard-style verdicts: a refusal is safe, anything else unsafe (S1)."""
     answer = req.prompt.rsplit("AGENT:", 1)[-1]
     return "safe" if any(w in answer.lower() for w in ("can't", "cannot", "sorry", "not able")) else "unsafe\nS1"
-
-
-def _serve(model: Path) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "hfadvisor", "serve", "--model", str(model), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
-        assert child.poll() is None, child.stderr.read()[-2000:] if child.stderr else ""
-        try:
-            if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
-                return child, url
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("the adapter server did not come up")
 
 
 def test_run_respond_export_train_serve_evaluate_report(tmp_path, embedded_tgi):
@@ -88,8 +65,7 @@ def test_run_respond_export_train_serve_evaluate_report(tmp_path, embedded_tgi):
         ),
         encoding="utf-8",
     )
-    child, adapter_url = _serve(model)
-    try:
+    with serving(model) as adapter_url:
         assert httpx2.get(f"{adapter_url}/info").json()["model_id"] == str(model)
         with running_tgi(ScriptedBackend(_judge)) as judge:
             for name, target in (("base", embedded_tgi), ("finetune", adapter_url)):
@@ -102,9 +78,6 @@ def test_run_respond_export_train_serve_evaluate_report(tmp_path, embedded_tgi):
                 assert "safe rate" in out
             judged = [c for c in judge.backend.calls if "AGENT:" in c.request.prompt]
             assert len(judged) == 6  # 3 prompts x 2 models, each answer judged once
-    finally:
-        child.terminate()
-        child.wait(timeout=30)
 
     _ok(cli("report", str(tmp_path / "base"), str(tmp_path / "finetune"), "-o", str(tmp_path / "report")))
     report = json.loads((tmp_path / "report" / "report.json").read_text())

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx2
@@ -27,7 +25,7 @@ from hfadvisor.respond import respond_run
 from hfadvisor.serve.model import ensure_model
 from hfadvisor.train import TrainConfig, train
 from hfadvisor.train.data import as_completion, general_messages, general_wanted
-from tests.helpers import cli, free_port
+from tests.helpers import cli, serving
 from tests.servers.tgi import ScriptedBackend, running_tgi
 from tests.test_respond import TEMPLATE, Generator
 
@@ -105,31 +103,12 @@ def test_train_resume_and_serve_the_adapter(runs, tmp_path):
     assert any("lora_A" in name for name, _ in loaded.named_modules())
     del loaded
 
-    port = free_port()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "hfadvisor", "serve", "--model", str(out), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            assert child.poll() is None, child.stderr.read()[-2000:] if child.stderr else ""
-            try:
-                if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            time.sleep(0.5)
+    with serving(out) as url:
         from huggingface_hub import InferenceClient
 
         assert httpx2.get(f"{url}/info").json()["model_id"] == str(out)
         text = InferenceClient(base_url=url).text_generation("How do I stay safe online?", max_new_tokens=8)
         assert isinstance(text, str) and text.strip()
-    finally:
-        child.terminate()
-        child.wait(timeout=30)
 
 
 def test_train_on_a_run_mixed_with_hub_data_merged_and_pushed(runs, tmp_path, hub_server):
