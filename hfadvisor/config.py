@@ -21,6 +21,7 @@ from hfadvisor.errors import ConfigError
 
 Mode = Literal["advisor", "baseline"]
 Api = Literal["tgi", "chat", "completions"]
+COMPLETIONS_TEXT_ONLY = "structured on needs --api chat or tgi: the completions API is sent text prompts only"
 PromptStyle = Literal["completion", "instruct", "paper"]
 STAGES = ("weakness", "generate", "summarize", "selfinstruct")
 
@@ -186,7 +187,7 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _check_mode(self) -> RunConfig:
         if self.api == "completions" and self.structured == "on":
-            raise ValueError("structured on needs --api chat or tgi: the completions API is sent text prompts only")
+            raise ValueError(COMPLETIONS_TEXT_ONLY)
         if self.mode == "advisor" and self.pipeline_depth != 1:
             raise ValueError(
                 "pipeline_depth applies to the baseline only: each advisor round needs the previous summary"

@@ -23,7 +23,7 @@ from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGe
 from huggingface_hub.utils import hf_raise_for_status
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, stop_after_delay
 
-from hfadvisor.config import RetryPolicy, Sampling
+from hfadvisor.config import COMPLETIONS_TEXT_ONLY, RetryPolicy, Sampling
 from hfadvisor.errors import ConfigError, EndpointError, scrub
 from hfadvisor.ledger import Ledger
 from hfadvisor.llm.limit import AdaptiveLimit
@@ -106,7 +106,7 @@ class LLMClient:
         self.chat_template = chat_template
         self.timeout = timeout = spec.timeout
         if spec.api == "completions" and spec.structured == "on":
-            raise ConfigError("structured on needs --api chat or tgi: the completions API is sent text prompts only")
+            raise ConfigError(COMPLETIONS_TEXT_ONLY)
         if spec.structured not in STRUCTURED_MODES:
             raise ConfigError(f"structured must be one of {', '.join(STRUCTURED_MODES)}, not {spec.structured!r}")
         self.structured = spec.structured
@@ -187,6 +187,7 @@ class LLMClient:
         ledger of the round the call belongs to, when rounds overlap).
         """
         ledgers = [self.ledger] if ledger is None else [self.ledger, ledger]
+        schema = None if self.api == "completions" else schema  # text only (`_completions`): nothing to probe
         call = _Call(prompt, sampling, list(dict.fromkeys([*sampling.stop, *(stop or [])])), stage, seed, schema)
         attempts = 0
         started = time.monotonic()
@@ -228,8 +229,7 @@ class LLMClient:
                 probe.release()
                 probe = None
         try:
-            # the completions API is text only (see `_completions`): the stage's schema is never sent
-            honoured = self.structured != "off" and self.api != "completions" and ep.support.get(stage, True)
+            honoured = self.structured != "off" and ep.support.get(stage, True)
             return await self._send(ep, call, attempt, ledgers, call.schema if honoured else None)
         finally:
             if probe is not None:
